@@ -1,0 +1,580 @@
+//! Typed configuration: the shipped TOML defaults, an optional file on top,
+//! then `STATUSWATCH__SECTION__KEY` environment overrides, then validation
+//! whose every error names the offending key.
+//!
+//! The built-in defaults *are* `config/statuswatch.toml` (embedded at build
+//! time), so running with no file at all and running with the shipped file
+//! cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The shipped default configuration, also the lowest-priority config source.
+pub const DEFAULT_TOML: &str = include_str!("../config/statuswatch.toml");
+
+/// Prefix of environment overrides: `STATUSWATCH__PROXY__UPSTREAM=...`.
+pub const ENV_PREFIX: &str = "STATUSWATCH";
+
+/// Keys whose environment override is a comma-separated list.
+const ENV_LIST_KEYS: [&str; 2] = ["tenant.sources", "admin.allow"];
+
+/// Hard ceiling for `tenant.max_tenants`: bounds memory whatever the file says.
+pub const MAX_TENANTS_CEILING: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The layered sources did not parse or did not match the schema. The
+    /// message comes from the `config` crate and names the key.
+    #[error("{0}")]
+    Parse(String),
+    /// A value parsed but is not acceptable.
+    #[error("{key}: {msg}")]
+    Invalid { key: String, msg: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, msg: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+    pub tenant: TenantConfig,
+    pub log: LogConfig,
+    pub detector: DetectorConfig,
+    pub signals: BTreeMap<String, SignalConfig>,
+    pub catalog: CatalogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub upstream: String,
+    pub upstream_tls: bool,
+    pub sni: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    pub keepalive_pool_size: usize,
+    pub threads: usize,
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub bearer_token: String,
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub sources: Vec<String>,
+    pub header: String,
+    pub host_suffix: String,
+    pub path_prefix: String,
+    pub response_header: String,
+    pub pattern: String,
+    pub max_length: usize,
+    pub max_tenants: usize,
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+    pub allowlist_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: String,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    #[serde(with = "humantime_serde")]
+    pub short_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub baseline_half_life: Duration,
+    pub floor: f64,
+    pub factor: f64,
+    pub min_requests: u64,
+    pub min_events: u64,
+    #[serde(with = "humantime_serde")]
+    pub clear_after: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub codes: Vec<u16>,
+    #[serde(default)]
+    pub classes: Vec<String>,
+    #[serde(default)]
+    pub floor: Option<f64>,
+    #[serde(default)]
+    pub factor: Option<f64>,
+    #[serde(default)]
+    pub min_requests: Option<u64>,
+    #[serde(default)]
+    pub min_events: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub clear_after: Option<Duration>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    pub codes: Vec<CatalogEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    pub code: u16,
+    pub reason: String,
+    #[serde(default)]
+    pub meaning: String,
+}
+
+/// Where the layered configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Optional TOML file layered over the built-in defaults.
+    pub file: Option<PathBuf>,
+    /// Environment to read overrides from; `None` = the process environment.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl Config {
+    /// Load defaults + file + environment, then validate.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = &sources.file {
+            // Read it ourselves so a missing file is an error that names it,
+            // rather than the config crate's generic "not found".
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let parsed = config::Config::builder()
+                .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+                .build()
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            // Arrays of tables replace the defaults wholesale (a catalog is a
+            // list, not a patch), so drop the default catalog when the file has one.
+            if parsed.get_table("catalog").is_ok_and(|t| t.contains_key("codes")) {
+                builder = config::Config::builder().add_source(config::File::from_str(
+                    &strip_default_catalog(),
+                    config::FileFormat::Toml,
+                ));
+            }
+            builder = builder.add_source(parsed);
+        }
+        let mut env = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for key in ENV_LIST_KEYS {
+            env = env.with_list_parse_key(key);
+        }
+        if let Some(map) = &sources.env {
+            env = env.source(Some(map.clone().into_iter().collect()));
+        }
+        builder = builder.add_source(env);
+        let cfg: Config = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError::Parse(describe_parse_error(e, sources.file.as_deref())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Built-in defaults (the shipped file), validated.
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::load(&Sources {
+            file: None,
+            env: Some(BTreeMap::new()),
+        })
+    }
+
+    /// Semantic checks that serde cannot express. Each error names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.upstream_addr()?;
+        let p = &self.proxy;
+        for (key, d) in [
+            ("proxy.connect_timeout", p.connect_timeout),
+            ("proxy.read_timeout", p.read_timeout),
+            ("proxy.write_timeout", p.write_timeout),
+            ("proxy.idle_timeout", p.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if p.threads > 1024 {
+            return Err(ConfigError::invalid("proxy.threads", "at most 1024"));
+        }
+        if p.upstream_tls && self.sni().is_empty() {
+            return Err(ConfigError::invalid(
+                "proxy.sni",
+                "upstream_tls needs a server name: set proxy.sni or use a host name in proxy.upstream",
+            ));
+        }
+        if self.admin.listen == p.listen {
+            return Err(ConfigError::invalid(
+                "admin.listen",
+                "must differ from proxy.listen",
+            ));
+        }
+        self.admin_allow()?;
+        crate::tenant::ResolverSpec::from_config(&self.tenant)?;
+        crate::catalog::Catalog::from_config(&self.catalog)?;
+        crate::detect::SignalSpec::all_from_config(self)?;
+        match self.log.format.as_str() {
+            "text" | "json" => {}
+            other => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("must be \"text\" or \"json\", got {other:?}"),
+                ))
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
+        let d = &self.detector;
+        if d.tick.is_zero() || d.tick > Duration::from_secs(60) {
+            return Err(ConfigError::invalid("detector.tick", "must be within (0, 60s]"));
+        }
+        if d.short_window < d.tick {
+            return Err(ConfigError::invalid(
+                "detector.short_window",
+                "must be at least detector.tick",
+            ));
+        }
+        if d.baseline_half_life < d.short_window {
+            return Err(ConfigError::invalid(
+                "detector.baseline_half_life",
+                "must be at least detector.short_window",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The upstream address, resolved now (names resolve at start-up and reload).
+    pub fn upstream_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let up = self.proxy.upstream.trim();
+        if up.is_empty() {
+            return Err(ConfigError::invalid("proxy.upstream", "must not be empty"));
+        }
+        if up.contains("://") || up.contains('/') {
+            return Err(ConfigError::invalid(
+                "proxy.upstream",
+                format!("expected host:port, got {up:?} (no scheme or path)"),
+            ));
+        }
+        let mut addrs = up.to_socket_addrs().map_err(|e| {
+            ConfigError::invalid(
+                "proxy.upstream",
+                format!("cannot resolve {up:?} as host:port: {e}"),
+            )
+        })?;
+        addrs.next().ok_or_else(|| {
+            ConfigError::invalid("proxy.upstream", format!("{up:?} resolves to no address"))
+        })
+    }
+
+    /// The server name for upstream TLS: `proxy.sni`, else the upstream's host part.
+    pub fn sni(&self) -> String {
+        if !self.proxy.sni.is_empty() {
+            return self.proxy.sni.clone();
+        }
+        let host = self
+            .proxy
+            .upstream
+            .rsplit_once(':')
+            .map_or(self.proxy.upstream.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().is_ok() {
+            String::new()
+        } else {
+            host.to_string()
+        }
+    }
+
+    /// Parsed `admin.allow` networks.
+    pub fn admin_allow(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.admin
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                IpNet::parse(s).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("admin.allow[{i}]"),
+                        format!("expected an IP address or CIDR like 10.0.0.0/8, got {s:?}"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Worker threads for the proxy (0 = available parallelism).
+    pub fn worker_threads(&self) -> usize {
+        if self.proxy.threads > 0 {
+            self.proxy.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Keys whose change only takes effect after a restart.
+    pub fn restart_required_changes(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.proxy, &new.proxy);
+        let mut keys = Vec::new();
+        macro_rules! cmp {
+            ($($field:ident),*) => {$(
+                if a.$field != b.$field { keys.push(concat!("proxy.", stringify!($field))); }
+            )*};
+        }
+        cmp!(listen, threads, keepalive_pool_size, grace_period, shutdown_timeout);
+        if self.admin.listen != new.admin.listen {
+            keys.push("admin.listen");
+        }
+        if self.log != new.log {
+            keys.push("log");
+        }
+        if self.detector.tick != new.detector.tick {
+            keys.push("detector.tick");
+        }
+        keys
+    }
+}
+
+/// The shipped defaults without the catalog list, used when a file brings its own.
+fn strip_default_catalog() -> String {
+    DEFAULT_TOML
+        .split("[[catalog.codes]]")
+        .next()
+        .unwrap_or(DEFAULT_TOML)
+        .to_string()
+        + "\n[catalog]\ncodes = []\n"
+}
+
+/// Make the config crate's message say where it came from.
+fn describe_parse_error(e: config::ConfigError, file: Option<&Path>) -> String {
+    let msg = e.to_string();
+    match file {
+        Some(path) if !msg.contains(&*path.to_string_lossy()) => {
+            format!("{msg} (config file {} or STATUSWATCH__* environment)", path.display())
+        }
+        _ => msg,
+    }
+}
+
+/// An IP network for the admin allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Option<IpNet> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.trim().parse::<IpAddr>().ok()?, Some(p.trim().parse::<u8>().ok()?)),
+            None => (s.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn load_str(toml: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load(&Sources {
+            file: Some(f.path().to_path_buf()),
+            env: env(pairs),
+        })
+    }
+
+    #[test]
+    fn defaults_equal_shipped_file() {
+        let d = Config::defaults().unwrap();
+        let f = load_str(DEFAULT_TOML, &[]).unwrap();
+        assert_eq!(d, f);
+        assert_eq!(d.proxy.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(d.tenant.max_tenants, 10000);
+        assert_eq!(d.catalog.codes.len(), 11);
+        assert_eq!(d.signals.len(), 2);
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let c = load_str(
+            "[proxy]\nupstream = \"127.0.0.1:4000\"\n",
+            &[
+                ("STATUSWATCH__PROXY__UPSTREAM", "10.0.0.5:80"),
+                ("STATUSWATCH__TENANT__MAX_TENANTS", "42"),
+                ("STATUSWATCH__PROXY__UPSTREAM_TLS", "false"),
+                ("STATUSWATCH__TENANT__SOURCES", "host,header"),
+                ("STATUSWATCH__SIGNALS__SUSPENDED__FLOOR", "0.5"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.proxy.upstream, "10.0.0.5:80");
+        assert_eq!(c.tenant.max_tenants, 42);
+        assert_eq!(c.tenant.sources, vec!["host", "header"]);
+        assert_eq!(c.signals["suspended"].floor, Some(0.5));
+    }
+
+    #[test]
+    fn file_catalog_replaces_default_catalog() {
+        let c = load_str(
+            "[[catalog.codes]]\ncode = 200\nreason = \"OK\"\n\n[[catalog.codes]]\ncode = 429\nreason = \"Too Many Requests\"\n",
+            &[],
+        )
+        .unwrap();
+        let codes: Vec<u16> = c.catalog.codes.iter().map(|e| e.code).collect();
+        assert_eq!(codes, vec![200, 429]);
+    }
+
+    fn err_of(toml: &str) -> String {
+        load_str(toml, &[]).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = err_of("[proxy]\nlisten = \"nonsense\"\n");
+        assert!(e.contains("proxy.listen") || e.contains("listen"), "{e}");
+        let e = err_of("[tenant]\nmax_tenants = \"many\"\n");
+        assert!(e.contains("max_tenants"), "{e}");
+        let e = err_of("[tenant]\npattern = \"([\"\n");
+        assert!(e.contains("tenant.pattern"), "{e}");
+        let e = err_of("[proxy]\nupstream = \"http://x:80/\"\n");
+        assert!(e.contains("proxy.upstream"), "{e}");
+        let e = err_of("[proxy]\nconnect_timeout = \"soon\"\n");
+        assert!(e.contains("connect_timeout"), "{e}");
+        let e = err_of("[log]\nformat = \"xml\"\n");
+        assert!(e.contains("log.format"), "{e}");
+        let e = err_of("[admin]\nallow = [\"10.0.0.0/99\"]\n");
+        assert!(e.contains("admin.allow[0]"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = err_of("[proxy]\nlisten_addr = \"0.0.0.0:1\"\n");
+        assert!(e.contains("listen_addr"), "{e}");
+        let e = err_of("[nonsense]\nx = 1\n");
+        assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = Config::load(&Sources {
+            file: Some("/nonexistent/statuswatch.toml".into()),
+            env: env(&[]),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/nonexistent/statuswatch.toml"), "{e}");
+    }
+
+    #[test]
+    fn ipnet() {
+        let n = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
+        let one = IpNet::parse("127.0.0.1").unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        assert!(IpNet::parse("::/0").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("1.2.3.4/33").is_none());
+    }
+
+    #[test]
+    fn restart_required_detects_listen_change() {
+        let a = Config::defaults().unwrap();
+        let mut b = a.clone();
+        b.proxy.listen = "127.0.0.1:1".parse().unwrap();
+        b.tenant.max_tenants = 5;
+        assert_eq!(a.restart_required_changes(&b), vec!["proxy.listen"]);
+    }
+}

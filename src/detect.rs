@@ -1,0 +1,655 @@
+//! Spike detectors: for each signal (a set of status codes), overall and per
+//! tenant, compare the signal's share of requests in a short window with its
+//! long-run baseline, and keep the spike state the metrics expose.
+//!
+//! The detector runs off the request path: a background task ticks every
+//! `detector.tick`, reads the tally's cumulative counters, and turns their
+//! deltas into a ring of buckets (the short window) and an exponentially
+//! decayed event/request pair (the baseline). A spike starts when the short
+//! share is at least `max(floor, factor × baseline)` with at least
+//! `min_requests` requests and `min_events` events in the window, and ends
+//! once the share has stayed below that threshold for `clear_after`. The
+//! baseline does not learn while a spike is active, so a long outage keeps
+//! alerting until it ends rather than becoming the new normal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::status::{self, CELLS};
+use crate::tenant::Registry;
+
+/// Buckets in the short window: detection granularity is window / BUCKETS.
+pub const BUCKETS: usize = 12;
+
+/// A named set of status cells and its thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalSpec {
+    pub name: String,
+    pub cells: Vec<usize>,
+    pub floor: f64,
+    pub factor: f64,
+    pub min_requests: u64,
+    pub min_events: u64,
+    pub clear_after: Duration,
+}
+
+impl SignalSpec {
+    /// Every enabled signal of a config, validated; errors name the key.
+    pub fn all_from_config(cfg: &Config) -> Result<Vec<SignalSpec>, ConfigError> {
+        let d = &cfg.detector;
+        let mut out = Vec::new();
+        for (name, s) in &cfg.signals {
+            let key = |k: &str| format!("signals.{name}.{k}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::invalid(
+                    format!("signals.{name}"),
+                    "signal names may use only letters, digits, '_' and '-'",
+                ));
+            }
+            if !s.enabled {
+                continue;
+            }
+            let mut member = [false; CELLS];
+            for (i, code) in s.codes.iter().enumerate() {
+                if !status::is_tracked(*code) {
+                    return Err(ConfigError::invalid(
+                        format!("signals.{name}.codes[{i}]"),
+                        format!(
+                            "{code} is not an IANA-registered status code; name its class instead (e.g. \"5xx\")"
+                        ),
+                    ));
+                }
+                member[status::cell_of(*code)] = true;
+            }
+            for (i, class) in s.classes.iter().enumerate() {
+                let c = status::parse_class(class).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("signals.{name}.classes[{i}]"),
+                        format!("expected one of \"1xx\"..\"5xx\", got {class:?}"),
+                    )
+                })?;
+                for (cell, m) in member.iter_mut().enumerate() {
+                    if status::cell_class(cell) == c {
+                        *m = true;
+                    }
+                }
+            }
+            let cells: Vec<usize> = (0..CELLS).filter(|c| member[*c]).collect();
+            if cells.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("codes"),
+                    "a signal needs at least one code or class",
+                ));
+            }
+            let spec = SignalSpec {
+                name: name.clone(),
+                cells,
+                floor: s.floor.unwrap_or(d.floor),
+                factor: s.factor.unwrap_or(d.factor),
+                min_requests: s.min_requests.unwrap_or(d.min_requests),
+                min_events: s.min_events.unwrap_or(d.min_events),
+                clear_after: s.clear_after.unwrap_or(d.clear_after),
+            };
+            let (fk, fck) = if s.floor.is_some() {
+                (key("floor"), key("factor"))
+            } else {
+                ("detector.floor".into(), "detector.factor".into())
+            };
+            if !(spec.floor > 0.0 && spec.floor <= 1.0) {
+                return Err(ConfigError::invalid(fk, "must be within (0, 1]"));
+            }
+            if !(spec.factor >= 1.0 && spec.factor.is_finite()) {
+                let k = if s.factor.is_some() { key("factor") } else { fck };
+                return Err(ConfigError::invalid(k, "must be a finite number >= 1"));
+            }
+            if spec.min_events == 0 {
+                let k = if s.min_events.is_some() {
+                    key("min_events")
+                } else {
+                    "detector.min_events".into()
+                };
+                return Err(ConfigError::invalid(k, "must be at least 1"));
+            }
+            out.push(spec);
+        }
+        Ok(out)
+    }
+}
+
+/// Detector timing, from `[detector]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub tick: Duration,
+    pub short_window: Duration,
+    pub baseline_half_life: Duration,
+}
+
+impl Timing {
+    pub fn from_config(cfg: &Config) -> Timing {
+        Timing {
+            tick: cfg.detector.tick,
+            short_window: cfg.detector.short_window,
+            baseline_half_life: cfg.detector.baseline_half_life,
+        }
+    }
+
+    fn ticks_per_bucket(&self) -> u64 {
+        let window_ticks = (self.short_window.as_secs_f64() / self.tick.as_secs_f64()).round();
+        ((window_ticks / BUCKETS as f64).round() as u64).max(1)
+    }
+
+    /// Baseline decay per bucket that leaves the short window.
+    fn decay(&self) -> f64 {
+        let bucket = self.tick.as_secs_f64() * self.ticks_per_bucket() as f64;
+        (-bucket / self.baseline_half_life.as_secs_f64()).exp2()
+    }
+}
+
+/// What the exposition shows of one detector series.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SeriesView {
+    pub active: bool,
+    pub short: f64,
+    pub baseline: f64,
+    pub spikes_total: u64,
+}
+
+/// One signal's view: the overall series, then tenants that are spiking or
+/// have ever spiked (while their slot lives).
+#[derive(Debug, Clone, Default)]
+pub struct SignalView {
+    pub name: String,
+    pub overall: SeriesView,
+    pub tenants: Vec<(String, SeriesView)>,
+}
+
+/// The detector's published state, swapped whole after each tick.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub signals: Vec<SignalView>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SigState {
+    last_events: u64,
+    ring: [u32; BUCKETS],
+    decayed_events: f64,
+    decayed_requests: f64,
+    active: bool,
+    below_since: Option<u64>,
+    spikes_total: u64,
+    short: f64,
+    baseline: f64,
+}
+
+#[derive(Debug, Clone)]
+struct SeriesState {
+    gen: u32,
+    last_requests: u64,
+    ring: [u32; BUCKETS],
+    sig: Box<[SigState]>,
+}
+
+impl SeriesState {
+    fn new(gen: u32, signals: usize) -> SeriesState {
+        SeriesState {
+            gen,
+            last_requests: 0,
+            ring: [0; BUCKETS],
+            sig: vec![SigState::default(); signals].into_boxed_slice(),
+        }
+    }
+}
+
+/// Approximate bytes of detector state per tracked tenant with `signals` signals.
+pub fn bytes_per_tenant(signals: usize) -> usize {
+    std::mem::size_of::<Option<SeriesState>>()
+        + signals * std::mem::size_of::<SigState>()
+}
+
+/// The detector. Owned by its background task; `step` is its whole work.
+pub struct Detector {
+    timing: Timing,
+    signals: Vec<SignalSpec>,
+    tick_no: u64,
+    overall: SeriesState,
+    /// Indexed by tenant slot; reset when a slot's generation changes.
+    tenants: Vec<Option<SeriesState>>,
+}
+
+impl Detector {
+    pub fn new(timing: Timing, signals: Vec<SignalSpec>) -> Detector {
+        let n = signals.len();
+        Detector {
+            timing,
+            signals,
+            tick_no: 0,
+            overall: SeriesState::new(0, n),
+            tenants: Vec::new(),
+        }
+    }
+
+    /// Apply reloaded signals and timing. A signal that keeps its name and
+    /// codes keeps its state (thresholds may change); others start fresh.
+    pub fn reconfigure(&mut self, timing: Timing, signals: Vec<SignalSpec>) {
+        let mapping: Vec<Option<usize>> = signals
+            .iter()
+            .map(|s| {
+                self.signals
+                    .iter()
+                    .position(|o| o.name == s.name && o.cells == s.cells)
+            })
+            .collect();
+        let remap = |st: &mut SeriesState| {
+            let old = std::mem::take(&mut st.sig);
+            st.sig = mapping
+                .iter()
+                .map(|m| m.and_then(|i| old.get(i).cloned()).unwrap_or_default())
+                .collect();
+            // A fresh signal must not see all history as one delta.
+            for (s, m) in st.sig.iter_mut().zip(&mapping) {
+                if m.is_none() {
+                    s.last_events = u64::MAX;
+                }
+            }
+        };
+        remap(&mut self.overall);
+        for st in self.tenants.iter_mut().flatten() {
+            remap(st);
+        }
+        if timing != self.timing {
+            // A different window length makes the ring's buckets meaningless.
+            for st in std::iter::once(&mut self.overall).chain(self.tenants.iter_mut().flatten()) {
+                st.ring = [0; BUCKETS];
+                for s in st.sig.iter_mut() {
+                    s.ring = [0; BUCKETS];
+                }
+            }
+        }
+        self.timing = timing;
+        self.signals = signals;
+    }
+
+    /// One tick: read the tallies, update every series, return the new view.
+    pub fn step(&mut self, registry: &Registry) -> Snapshot {
+        self.tick_no += 1;
+        let per_bucket = self.timing.ticks_per_bucket();
+        let bucket = ((self.tick_no / per_bucket) % BUCKETS as u64) as usize;
+        let new_bucket = self.tick_no % per_bucket == 0 || per_bucket == 1;
+        let decay = self.timing.decay();
+        let nsig = self.signals.len();
+
+        let mut all_requests = 0u64;
+        let mut all_events = vec![0u64; nsig];
+        let mut seen = vec![false; self.tenants.len()];
+        let signals = &self.signals;
+        let tick_no = self.tick_no;
+        let mut views: Vec<SignalView> = signals
+            .iter()
+            .map(|s| SignalView {
+                name: s.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+
+        registry.for_each(|name, r, slot| {
+            let idx = r.idx as usize;
+            if idx >= self.tenants.len() {
+                self.tenants.resize_with(idx + 1, || None);
+                seen.resize(idx + 1, false);
+            }
+            seen[idx] = true;
+            let st = match &mut self.tenants[idx] {
+                Some(st) if st.gen == r.gen => st,
+                other => other.insert(SeriesState::new(r.gen, nsig)),
+            };
+            let requests = slot.counters.total();
+            let d_req = requests.saturating_sub(st.last_requests);
+            st.last_requests = requests;
+            all_requests += d_req;
+            let evicted = if new_bucket { std::mem::take(&mut st.ring[bucket]) } else { 0 };
+            st.ring[bucket] = st.ring[bucket].saturating_add(d_req.min(u32::MAX as u64) as u32);
+            let window_requests: u64 = st.ring.iter().map(|&v| v as u64).sum();
+            for (i, spec) in signals.iter().enumerate() {
+                let events: u64 = spec.cells.iter().map(|&c| slot.counters.cell_total(c)).sum();
+                let s = &mut st.sig[i];
+                let d_ev = if s.last_events == u64::MAX {
+                    0
+                } else {
+                    events.saturating_sub(s.last_events)
+                };
+                s.last_events = events;
+                all_events[i] += d_ev;
+                update(s, spec, bucket, new_bucket, evicted, d_ev, window_requests, decay, tick_no, &self.timing);
+                if s.active || s.spikes_total > 0 {
+                    views[i].tenants.push((
+                        name.to_string(),
+                        SeriesView {
+                            active: s.active,
+                            short: s.short,
+                            baseline: s.baseline,
+                            spikes_total: s.spikes_total,
+                        },
+                    ));
+                }
+            }
+        });
+        // Slots reclaimed since the last tick lose their detector state too.
+        for (i, st) in self.tenants.iter_mut().enumerate() {
+            if !seen.get(i).copied().unwrap_or(false) {
+                *st = None;
+            }
+        }
+
+        let st = &mut self.overall;
+        let evicted = if new_bucket { std::mem::take(&mut st.ring[bucket]) } else { 0 };
+        st.ring[bucket] = st.ring[bucket].saturating_add(all_requests.min(u32::MAX as u64) as u32);
+        let window_requests: u64 = st.ring.iter().map(|&v| v as u64).sum();
+        for (i, spec) in signals.iter().enumerate() {
+            let s = &mut st.sig[i];
+            s.last_events = 0;
+            update(s, spec, bucket, new_bucket, evicted, all_events[i], window_requests, decay, tick_no, &self.timing);
+            views[i].overall = SeriesView {
+                active: s.active,
+                short: s.short,
+                baseline: s.baseline,
+                spikes_total: s.spikes_total,
+            };
+        }
+        Snapshot { signals: views }
+    }
+
+    /// Detector state currently held (tenants with state).
+    pub fn tenants_with_state(&self) -> usize {
+        self.tenants.iter().filter(|t| t.is_some()).count()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update(
+    s: &mut SigState,
+    spec: &SignalSpec,
+    bucket: usize,
+    new_bucket: bool,
+    evicted_requests: u32,
+    d_ev: u64,
+    window_requests: u64,
+    decay: f64,
+    tick_no: u64,
+    timing: &Timing,
+) {
+    if new_bucket {
+        // The bucket leaving the short window feeds the baseline, so the
+        // baseline never contains the window it is compared with; it does
+        // not learn while a spike is active (see the module doc).
+        let evicted_events = std::mem::take(&mut s.ring[bucket]);
+        if !s.active {
+            s.decayed_events = s.decayed_events * decay + evicted_events as f64;
+            s.decayed_requests = s.decayed_requests * decay + evicted_requests as f64;
+        }
+    }
+    s.ring[bucket] = s.ring[bucket].saturating_add(d_ev.min(u32::MAX as u64) as u32);
+    let window_events: u64 = s.ring.iter().map(|&v| v as u64).sum();
+    s.short = if window_requests > 0 {
+        (window_events as f64 / window_requests as f64).min(1.0)
+    } else {
+        0.0
+    };
+    s.baseline = if s.decayed_requests > 0.0 {
+        (s.decayed_events / s.decayed_requests).min(1.0)
+    } else {
+        0.0
+    };
+    let threshold = spec.floor.max(spec.factor * s.baseline);
+    let over = window_requests > 0 && s.short >= threshold;
+    if !s.active {
+        if over && window_requests >= spec.min_requests && window_events >= spec.min_events {
+            s.active = true;
+            s.below_since = None;
+            s.spikes_total += 1;
+        }
+    } else if over {
+        s.below_since = None;
+    } else {
+        let since = *s.below_since.get_or_insert(tick_no);
+        let below_for = timing.tick.mul_f64((tick_no - since) as f64);
+        if below_for >= spec.clear_after {
+            s.active = false;
+            s.below_since = None;
+        }
+    }
+}
+
+/// The shared, swappable detector view the exposition reads.
+pub type SharedSnapshot = arc_swap::ArcSwap<Snapshot>;
+
+pub fn empty_snapshot(signals: &[SignalSpec]) -> Arc<Snapshot> {
+    Arc::new(Snapshot {
+        signals: signals
+            .iter()
+            .map(|s| SignalView {
+                name: s.name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Origin;
+    use crate::tenant::ResolverSpec;
+
+    struct Sim {
+        reg: Registry,
+        spec: ResolverSpec,
+        det: Detector,
+        cfg: Config,
+        now: u32,
+    }
+
+    impl Sim {
+        fn new(f: impl FnOnce(&mut Config)) -> Sim {
+            let mut cfg = Config::defaults().unwrap();
+            cfg.detector.short_window = Duration::from_secs(60);
+            f(&mut cfg);
+            let spec = ResolverSpec::from_config(&cfg.tenant).unwrap();
+            let det = Detector::new(Timing::from_config(&cfg), SignalSpec::all_from_config(&cfg).unwrap());
+            Sim {
+                reg: Registry::new(100),
+                spec,
+                det,
+                cfg,
+                now: 0,
+            }
+        }
+
+        /// One second of traffic for a tenant: `n` requests, `bad` of them answered `code`.
+        fn send(&self, tenant: &str, n: u64, bad: u64, code: u16) {
+            let r = self.reg.lookup(&self.spec, tenant.as_bytes(), self.now);
+            let slot = self.reg.slot(r);
+            for i in 0..n {
+                let c = if i < bad { code } else { 200 };
+                slot.counters.add(Origin::Upstream, status::cell_of(c));
+            }
+        }
+
+        fn tick(&mut self) -> Snapshot {
+            self.now += 1;
+            self.det.step(&self.reg)
+        }
+
+        fn tenant_active(snap: &Snapshot, signal: &str, tenant: &str) -> bool {
+            snap.signals
+                .iter()
+                .find(|s| s.name == signal)
+                .and_then(|s| s.tenants.iter().find(|(t, _)| t == tenant))
+                .is_some_and(|(_, v)| v.active)
+        }
+
+        fn overall(snap: &Snapshot, signal: &str) -> SeriesView {
+            snap.signals.iter().find(|s| s.name == signal).unwrap().overall
+        }
+    }
+
+    #[test]
+    fn spike_is_raised_within_one_short_window_and_clears() {
+        let mut sim = Sim::new(|c| c.detector.clear_after = Duration::from_secs(30));
+        // an hour of clean-ish traffic: 1% errors
+        for s in 0..3600 {
+            sim.send("inkhouse", 10, u64::from(s % 10 == 0), 500);
+            sim.send("blackcat", 10, 0, 500);
+            let snap = sim.tick();
+            assert!(!Sim::tenant_active(&snap, "5xx", "inkhouse"), "false positive at {s}s");
+        }
+        // burst: half of inkhouse's requests fail
+        let mut raised_after = None;
+        for s in 0..60 {
+            sim.send("inkhouse", 10, 5, 500);
+            sim.send("blackcat", 10, 0, 500);
+            let snap = sim.tick();
+            if Sim::tenant_active(&snap, "5xx", "inkhouse") {
+                raised_after = Some(s + 1);
+                break;
+            }
+        }
+        let raised_after = raised_after.expect("spike not raised within one short window");
+        assert!(raised_after <= 60, "{raised_after}");
+        // blackcat is clean
+        let snap = sim.tick();
+        assert!(!Sim::tenant_active(&snap, "5xx", "blackcat"));
+        // recovery: clears only after the window drains and clear_after passes
+        let mut cleared_after = None;
+        for s in 0..300 {
+            sim.send("inkhouse", 10, 0, 500);
+            sim.send("blackcat", 10, 0, 500);
+            let snap = sim.tick();
+            if !Sim::tenant_active(&snap, "5xx", "inkhouse") {
+                cleared_after = Some(s + 1);
+                break;
+            }
+        }
+        let cleared_after = cleared_after.expect("spike never cleared");
+        assert!(cleared_after >= 30, "cleared too early: {cleared_after}s");
+        assert!(cleared_after <= 60 + 30 + 5, "cleared too late: {cleared_after}s");
+        let v = sim.det.step(&sim.reg);
+        let inkhouse = v.signals[0].tenants.iter().find(|(t, _)| t == "inkhouse").unwrap().1;
+        assert_eq!(inkhouse.spikes_total, 1);
+    }
+
+    #[test]
+    fn constant_two_percent_background_never_fires() {
+        let mut sim = Sim::new(|_| {});
+        for s in 0..7200u64 {
+            // exactly 2% of requests fail, spread evenly
+            sim.send("steady", 50, 1, 500);
+            let snap = sim.tick();
+            assert!(!Sim::tenant_active(&snap, "5xx", "steady"), "fired at {s}s");
+            assert!(!Sim::overall(&snap, "5xx").active);
+        }
+        let snap = sim.tick();
+        let o = Sim::overall(&snap, "5xx");
+        assert!((o.baseline - 0.02).abs() < 0.002, "{}", o.baseline);
+    }
+
+    #[test]
+    fn low_traffic_tenant_never_fires() {
+        let mut sim = Sim::new(|_| {});
+        for s in 0..600 {
+            // 3 requests a minute, all failing: below min_requests
+            if s % 20 == 0 {
+                sim.send("tiny", 1, 1, 500);
+            }
+            sim.send("big", 20, 0, 500);
+            let snap = sim.tick();
+            assert!(!Sim::tenant_active(&snap, "5xx", "tiny"));
+        }
+    }
+
+    #[test]
+    fn suspension_flood_raises_the_suspended_signal() {
+        let mut sim = Sim::new(|_| {});
+        for _ in 0..300 {
+            for t in ["a", "b", "c", "d"] {
+                sim.send(t, 5, 0, 451);
+            }
+            sim.tick();
+        }
+        let mut raised = false;
+        for _ in 0..60 {
+            sim.send("a", 5, 0, 451);
+            sim.send("b", 5, 0, 451);
+            sim.send("c", 5, 0, 451);
+            sim.send("d", 5, 5, 451);
+            let snap = sim.tick();
+            if Sim::tenant_active(&snap, "suspended", "d") && Sim::overall(&snap, "suspended").active {
+                raised = true;
+                break;
+            }
+        }
+        assert!(raised, "451 flood for one tenant did not raise suspended (tenant and overall)");
+    }
+
+    #[test]
+    fn reclaimed_slot_drops_detector_state() {
+        let mut sim = Sim::new(|c| c.tenant.idle_ttl = Duration::from_secs(5));
+        sim.spec = ResolverSpec::from_config(&sim.cfg.tenant).unwrap();
+        for _ in 0..60 {
+            sim.send("gone", 10, 10, 500);
+            sim.tick();
+        }
+        // the three reserved slots always have state
+        assert_eq!(sim.det.tenants_with_state(), 4);
+        sim.now += 100;
+        sim.reg.sweep(&sim.spec, sim.now);
+        let snap = sim.tick();
+        assert_eq!(sim.det.tenants_with_state(), 3);
+        assert!(snap.signals[0].tenants.is_empty());
+    }
+
+    #[test]
+    fn signals_from_config_validate() {
+        let mut cfg = Config::defaults().unwrap();
+        let sig = SignalSpec::all_from_config(&cfg).unwrap();
+        assert_eq!(sig.len(), 2);
+        let five = sig.iter().find(|s| s.name == "5xx").unwrap();
+        assert!(five.cells.contains(&status::cell_of(502)));
+        assert!(five.cells.contains(&status::cell_of(599)));
+        assert!(!five.cells.contains(&status::cell_of(451)));
+        cfg.signals.insert(
+            "weird".into(),
+            crate::config::SignalConfig {
+                enabled: true,
+                codes: vec![299],
+                ..Default::default()
+            },
+        );
+        let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("signals.weird.codes[0]"), "{e}");
+    }
+
+    #[test]
+    fn memory_per_tenant_is_small_and_fixed() {
+        let b = bytes_per_tenant(2);
+        assert!(b < 512, "{b} bytes");
+    }
+
+    #[test]
+    fn reload_keeps_matching_signal_state() {
+        let mut sim = Sim::new(|_| {});
+        for _ in 0..120 {
+            sim.send("x", 10, 8, 500);
+            sim.tick();
+        }
+        let signals = SignalSpec::all_from_config(&sim.cfg).unwrap();
+        sim.det.reconfigure(Timing::from_config(&sim.cfg), signals);
+        let snap = sim.tick();
+        assert!(Sim::tenant_active(&snap, "5xx", "x"));
+    }
+}

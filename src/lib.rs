@@ -1,0 +1,22 @@
+//! statuswatch: a pingora sidecar reverse proxy that tallies every response by
+//! documented status code, tenant and origin, detects spikes of 5xx errors and
+//! 451 suspensions, and exposes both as Prometheus metrics.
+//!
+//! Data flows one way: request → [`tenant`] → response → [`tally`] →
+//! [`detect`] → [`metrics`] exposition on the [`admin`] listener.
+
+pub mod admin;
+pub mod catalog;
+pub mod config;
+pub mod demo;
+pub mod detect;
+pub mod metrics;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod tally;
+pub mod tenant;
+
+/// The crate version, exported as `statuswatch_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,190 @@
+//! statuswatch command line: `run` (default), `check`, `demo`, `demo-upstream`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use statuswatch::config::{Config, Sources};
+use statuswatch::demo::{DemoUpstream, Summary, Traffic};
+use statuswatch::server::{self, RunOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "statuswatch", version, about = "A status-monitoring sidecar reverse proxy")]
+struct Cli {
+    /// Config file (TOML). Without one, the built-in defaults (= config/statuswatch.toml) apply.
+    /// Any key can be overridden with STATUSWATCH__SECTION__KEY environment variables.
+    #[arg(short, long, global = true, env = "STATUSWATCH_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Take over the listening sockets of a running instance (after SIGQUIT to it).
+    #[arg(long, global = true)]
+    upgrade: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Validate the config (file + environment) and exit: 0 when valid.
+    Check,
+    /// Run the proxy in front of the bundled demo upstream, with a traffic generator.
+    Demo {
+        /// Where the demo proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where /metrics is served.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        admin_listen: SocketAddr,
+        /// Where the demo upstream listens.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        upstream_listen: SocketAddr,
+        /// Requests per second the traffic generator sends (0 = none).
+        #[arg(long, default_value_t = 40)]
+        rps: u32,
+        /// Seconds between summary lines on stdout (0 = none).
+        #[arg(long, default_value_t = 5)]
+        summary_every: u64,
+    },
+    /// Run only the demo upstream (a controllable backend: GET /status/{code}?delay_ms=N).
+    DemoUpstream {
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("statuswatch: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let sources = Sources {
+        file: cli.config.clone(),
+        env: None,
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check => {
+            let cfg = Config::load(&sources)?;
+            println!("config ok: {}", server::describe(&cfg)?);
+            Ok(())
+        }
+        Command::Run => {
+            let cfg = Config::load(&sources)?;
+            init_logging(&cfg)?;
+            let (server, shared) = server::build(
+                cfg,
+                &RunOptions {
+                    sources,
+                    upgrade: cli.upgrade,
+                },
+            )?;
+            tracing::info!(version = statuswatch::VERSION, "statuswatch starting");
+            server::run_server(server, shared)
+        }
+        Command::Demo {
+            listen,
+            admin_listen,
+            upstream_listen,
+            rps,
+            summary_every,
+        } => {
+            let mut cfg = Config::load(&sources)?;
+            cfg.proxy.listen = listen;
+            cfg.admin.listen = admin_listen;
+            cfg.proxy.upstream = upstream_listen.to_string();
+            cfg.proxy.upstream_tls = false;
+            init_logging(&cfg)?;
+            server::check_bindable("--upstream-listen", upstream_listen)?;
+            let (mut srv, shared) = server::build(
+                cfg,
+                &RunOptions {
+                    sources,
+                    upgrade: false,
+                },
+            )?;
+            let mut upstream = Service::new("demo upstream".to_string(), DemoUpstream::default());
+            upstream.add_tcp(&upstream_listen.to_string());
+            upstream.threads = Some(1);
+            srv.add_service(upstream);
+            if rps > 0 {
+                srv.add_service(background_service(
+                    "demo traffic",
+                    Traffic {
+                        target: server::loopback(listen),
+                        rps,
+                        connections: 4,
+                    },
+                ));
+            }
+            if summary_every > 0 {
+                srv.add_service(background_service(
+                    "demo summary",
+                    Summary {
+                        shared,
+                        every: Duration::from_secs(summary_every),
+                    },
+                ));
+            }
+            println!("statuswatch demo");
+            println!("  proxy     http://{listen}  (try: curl -H 'X-Tenant-Name: inkhouse' -H 'X-Api-Key: k' http://{listen}/api/v2/customers)");
+            println!("  metrics   http://{admin_listen}/metrics");
+            println!("  upstream  http://{upstream_listen}  (the bundled REV23-like demo API)");
+            println!("  traffic   {rps} req/s across {} studios; incidents repeat every 3 minutes", statuswatch::demo::STUDIOS.len());
+            println!("  stop with Ctrl-C");
+            server::run_server(srv, shared)
+        }
+        Command::DemoUpstream { listen } => {
+            let cfg = Config::load(&sources)?;
+            init_logging(&cfg)?;
+            server::check_bindable("--listen", listen)?;
+            let conf = pingora::server::configuration::ServerConf {
+                threads: 1,
+                grace_period_seconds: Some(0),
+                graceful_shutdown_timeout_seconds: Some(1),
+                ..Default::default()
+            };
+            let mut srv = pingora::server::Server::new_with_opt_and_conf(
+                pingora::server::configuration::Opt::default(),
+                conf,
+            );
+            srv.bootstrap();
+            let mut upstream = Service::new("demo upstream".to_string(), DemoUpstream::default());
+            upstream.add_tcp(&listen.to_string());
+            srv.add_service(upstream);
+            tracing::info!(%listen, "demo upstream listening");
+            srv.run_forever()
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .with_context(|| format!("log.level: {:?}", cfg.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let res = if cfg.log.format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    res.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}

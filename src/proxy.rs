@@ -1,0 +1,327 @@
+//! The pingora `ProxyHttp` implementation: forward every request to the one
+//! upstream, resolve the tenant once per request, and tally the response that
+//! was actually sent, with its origin.
+//!
+//! Origin is decided from what happened, not guessed from the code: a
+//! response is `upstream` when its status is the one the upstream sent
+//! (recorded in `upstream_response_filter`) and `proxy` when statuswatch wrote
+//! it itself (upstream failure, refused method). A client that goes away
+//! before any response header was written is counted as nginx's 499 with
+//! origin `proxy`, so every request that reached the proxy is counted exactly
+//! once.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{ErrorSource, ErrorType};
+
+use crate::state::Shared;
+use crate::status::{self, Origin};
+use crate::tally::UpstreamErrorKind;
+use crate::tenant::{self, SlotRef};
+
+/// Status counted for a client that left before any response was written.
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct StatusProxy {
+    shared: &'static Shared,
+}
+
+impl StatusProxy {
+    pub fn new(shared: &'static Shared) -> StatusProxy {
+        StatusProxy { shared }
+    }
+}
+
+/// Per-request state. Dropping it (normally after `logging`, or when the
+/// task is cancelled) ends the request's in-flight accounting.
+pub struct Ctx {
+    shared: &'static Shared,
+    start: Instant,
+    tenant: SlotRef,
+    upstream_status: Option<u16>,
+    proxy_answered: bool,
+    error_kind: Option<UpstreamErrorKind>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        self.shared.global.request_finished();
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for StatusProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        self.shared.global.request_started();
+        Ctx {
+            shared: self.shared,
+            start: Instant::now(),
+            tenant: SlotRef::NONE,
+            upstream_status: None,
+            proxy_answered: false,
+            error_kind: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let live = self.shared.live.load();
+        let now = self.shared.registry.now_secs(ctx.start);
+        ctx.tenant = self
+            .shared
+            .registry
+            .resolve(&live.resolver, session.req_header(), now);
+        // CONNECT is let through pingora's own check only so that we answer
+        // (and count) the 405 ourselves; we never tunnel.
+        if session.req_header().method == http::Method::CONNECT {
+            ctx.proxy_answered = true;
+            session.set_keepalive(None);
+            session.respond_error(405).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let live = self.shared.live.load();
+        let p = &live.config.proxy;
+        let mut peer = HttpPeer::new(live.upstream, p.upstream_tls, live.sni.clone());
+        peer.options.connection_timeout = Some(p.connect_timeout);
+        peer.options.total_connection_timeout = Some(p.connect_timeout);
+        peer.options.read_timeout = Some(p.read_timeout);
+        peer.options.write_timeout = Some(p.write_timeout);
+        peer.options.idle_timeout = Some(p.idle_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let ip = addr.ip().to_string();
+            let xff = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => {
+                    let mut v = prev.as_bytes().to_vec();
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(ip.as_bytes());
+                    v
+                }
+                None => ip.into_bytes(),
+            };
+            if let Ok(v) = http::HeaderValue::from_bytes(&xff) {
+                upstream_request.insert_header("x-forwarded-for", v)?;
+            }
+        }
+        // Keep what a front proxy (which may have terminated TLS) already said.
+        if !upstream_request.headers.contains_key("x-forwarded-proto") {
+            upstream_request.insert_header("x-forwarded-proto", "http")?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
+        let live = self.shared.live.load();
+        if let Some(h) = &live.resolver.response_header {
+            if let Some(v) = upstream_response.headers.get(h) {
+                // The API knows the real tenant: it overrides what the request claimed.
+                let now = self.shared.registry.now_secs(ctx.start);
+                ctx.tenant = self.shared.registry.lookup(&live.resolver, v.as_bytes(), now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let already_answered = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        let code = if already_answered {
+            // Headers are out; all we can do is cut the stream.
+            0
+        } else {
+            match e.etype() {
+                ErrorType::HTTPStatus(code) => *code,
+                _ => match e.esource() {
+                    ErrorSource::Upstream => {
+                        let kind = classify(e.etype());
+                        ctx.error_kind = Some(kind);
+                        self.shared.global.upstream_error(kind);
+                        if is_timeout(e.etype()) {
+                            504
+                        } else {
+                            502
+                        }
+                    }
+                    ErrorSource::Downstream => match e.etype() {
+                        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                        ErrorType::ReadTimedout => 408,
+                        _ => 400,
+                    },
+                    ErrorSource::Internal | ErrorSource::Unset => 500,
+                },
+            }
+        };
+        if code > 0 {
+            ctx.proxy_answered = true;
+            if let Err(err) = session.respond_error(code).await {
+                tracing::debug!(error = %err, "could not send the error response; the client is gone");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, _error: &Error) -> bool {
+        // `logging` writes one redacted line per failed request instead.
+        true
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        // Never the query string (it may carry credentials) nor any header value.
+        let req = session.req_header();
+        format!(
+            "{} {} tenant={}",
+            req.method,
+            req.uri.path(),
+            self.shared
+                .registry
+                .name_of(ctx.tenant)
+                .unwrap_or_else(|| tenant::NONE.into())
+        )
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let end = Instant::now();
+        let sent = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .filter(|c| *c >= 200 || *c < 100);
+        let (code, origin) = match sent {
+            Some(code) if !ctx.proxy_answered && ctx.upstream_status == Some(code) => {
+                (code, Origin::Upstream)
+            }
+            Some(code) => (code, Origin::Proxy),
+            None => (CLIENT_CLOSED, Origin::Proxy),
+        };
+        let shared = self.shared;
+        let registry = &shared.registry;
+        let now = registry.now_secs(end);
+        let live = shared.live.load();
+        if !registry.is_current(ctx.tenant) {
+            // The slot was reclaimed while this (very long) request ran.
+            ctx.tenant = registry.resolve(&live.resolver, session.req_header(), now);
+        }
+        let slot = registry.slot(ctx.tenant);
+        slot.counters.add(origin, status::cell_of(code));
+        if !ctx.tenant.is_reserved() {
+            registry.touch(ctx.tenant, now);
+            if slot.set_suspended(code == 451) {
+                shared.global.suspension();
+            }
+        }
+        if !live.catalog.is_documented(code) {
+            shared.global.undocumented(code);
+        }
+        shared
+            .global
+            .observe(status::class_index(code), origin, end.saturating_duration_since(ctx.start));
+
+        if let Some(e) = e {
+            let req = session.req_header();
+            let api_key = req
+                .headers
+                .get("x-api-key")
+                .map(|k| tenant::redact(k.as_bytes()))
+                .unwrap_or_default();
+            let tenant = registry.name_of(ctx.tenant).unwrap_or_default();
+            if ctx.error_kind.is_some() || code >= 500 {
+                tracing::warn!(
+                    status = code,
+                    origin = origin.label(),
+                    kind = ctx.error_kind.map(|k| k.label()),
+                    %tenant,
+                    method = %req.method,
+                    path = req.uri.path(),
+                    api_key,
+                    error = %e.etype().as_str(),
+                    source = ?e.esource(),
+                    "request failed"
+                );
+            } else {
+                tracing::debug!(
+                    status = code,
+                    %tenant,
+                    method = %req.method,
+                    path = req.uri.path(),
+                    api_key,
+                    error = %e.etype().as_str(),
+                    source = ?e.esource(),
+                    "request ended early"
+                );
+            }
+        }
+    }
+}
+
+/// Map a pingora upstream error to our `kind` label.
+pub fn classify(t: &ErrorType) -> UpstreamErrorKind {
+    match t {
+        ErrorType::ConnectRefused => UpstreamErrorKind::ConnectRefused,
+        ErrorType::ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => UpstreamErrorKind::ReadTimeout,
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError => {
+            UpstreamErrorKind::Reset
+        }
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::TLSWantX509Lookup
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => UpstreamErrorKind::Tls,
+        _ => UpstreamErrorKind::Other,
+    }
+}
+
+/// Timeouts answer 504 (Gateway Timeout); every other upstream failure 502.
+pub fn is_timeout(t: &ErrorType) -> bool {
+    matches!(
+        t,
+        ErrorType::ConnectTimedout
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+            | ErrorType::TLSHandshakeTimedout
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_504_and_classified() {
+        assert!(is_timeout(&ErrorType::ReadTimedout));
+        assert!(is_timeout(&ErrorType::ConnectTimedout));
+        assert!(!is_timeout(&ErrorType::ConnectRefused));
+        assert_eq!(classify(&ErrorType::ConnectRefused), UpstreamErrorKind::ConnectRefused);
+        assert_eq!(classify(&ErrorType::ConnectTimedout), UpstreamErrorKind::ConnectTimeout);
+        assert_eq!(classify(&ErrorType::ReadTimedout), UpstreamErrorKind::ReadTimeout);
+        assert_eq!(classify(&ErrorType::ConnectionClosed), UpstreamErrorKind::Reset);
+        assert_eq!(classify(&ErrorType::InvalidCert), UpstreamErrorKind::Tls);
+        assert_eq!(classify(&ErrorType::InvalidHTTPHeader), UpstreamErrorKind::Other);
+    }
+}

@@ -1,0 +1,330 @@
+//! Wiring: build the pingora server with the proxy, admin, detector and
+//! reload services, and own the process's signals.
+//!
+//! Signals: SIGTERM and SIGINT drain (stop accepting, let in-flight requests
+//! finish within `proxy.grace_period`, exit 0); SIGHUP reloads the config;
+//! SIGQUIT is pingora's graceful upgrade (listening sockets handed to a new
+//! process started with `--upgrade`).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config::{Config, Sources};
+use crate::detect::{Detector, SignalSpec, Timing};
+use crate::proxy::StatusProxy;
+use crate::state::{Live, ReloadResult, Shared};
+
+/// Everything `run` needs besides the config.
+pub struct RunOptions {
+    /// Where the config came from, re-read on SIGHUP.
+    pub sources: Sources,
+    /// Take over listening sockets from a running instance (graceful upgrade).
+    pub upgrade: bool,
+}
+
+/// Check that an address can be bound, so a busy port stops start-up with a
+/// message naming the key instead of a panic inside a service thread.
+pub fn check_bindable(key: &str, addr: SocketAddr) -> anyhow::Result<()> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// Build the pingora server for a validated config. Extra services (the demo)
+/// can be added by the caller before `run_server`.
+pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static Shared)> {
+    if !opts.upgrade {
+        check_bindable("proxy.listen", cfg.proxy.listen)?;
+        check_bindable("admin.listen", cfg.admin.listen)?;
+    }
+    let live = Live::build(cfg).context("invalid configuration")?;
+    let cfg = live.config.clone();
+    // The shared state lives as long as the process: leaking it lets every
+    // request hold a plain reference instead of bumping a shared refcount.
+    let shared: &'static Shared = Box::leak(Box::new(
+        Arc::into_inner(Shared::new(live)).context("fresh shared state")?,
+    ));
+
+    let mut conf = ServerConf {
+        threads: cfg.worker_threads(),
+        work_stealing: true,
+        upstream_keepalive_pool_size: cfg.proxy.keepalive_pool_size,
+        grace_period_seconds: Some(cfg.proxy.grace_period.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(cfg.proxy.shutdown_timeout.as_secs_f64().ceil() as u64),
+        upgrade_sock: format!("/tmp/statuswatch-upgrade-{}.sock", cfg.proxy.listen.port()),
+        pid_file: format!("/tmp/statuswatch-{}.pid", cfg.proxy.listen.port()),
+        ..ServerConf::default()
+    };
+    // Retries happen only for idempotent requests on reused connections.
+    conf.max_retries = 1;
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut server_options = HttpServerOptions::default();
+    // Let CONNECT reach request_filter, where we answer (and count) 405.
+    server_options.allow_connect_method_proxying = true;
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, StatusProxy::new(shared))
+        .name("statuswatch proxy")
+        .server_options(server_options)
+        .build();
+    proxy.add_tcp(&cfg.proxy.listen.to_string());
+    let proxy = server.add_service(proxy);
+
+    let mut admin = Service::new("statuswatch admin".to_string(), AdminApp::new(shared));
+    admin.add_tcp(&cfg.admin.listen.to_string());
+    admin.threads = Some(1);
+    let admin = server.add_service(admin);
+
+    let mut detector = background_service(
+        "statuswatch detector",
+        DetectorTask {
+            shared,
+            tick: cfg.detector.tick,
+        },
+    );
+    detector.threads = Some(1);
+    server.add_service(detector);
+
+    server.add_service(background_service(
+        "statuswatch reload",
+        ReloadTask {
+            shared,
+            sources: opts.sources.clone(),
+        },
+    ));
+
+    let ready = server.add_service(background_service(
+        "statuswatch readiness",
+        ReadinessTask {
+            shared,
+            probe: loopback(cfg.proxy.listen),
+        },
+    ));
+    ready.add_dependency(&proxy);
+    ready.add_dependency(&admin);
+    Ok((server, shared))
+}
+
+/// Run until SIGTERM/SIGINT (drain) or SIGQUIT (upgrade). Never returns.
+pub fn run_server(server: Server, shared: &'static Shared) -> ! {
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals { shared }),
+    });
+    std::process::exit(0)
+}
+
+/// The address to probe for a listener bound to `addr` (wildcards → loopback).
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+struct Signals {
+    shared: &'static Shared,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
+        ) else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        let (signal, upgrade) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", false),
+            _ = int.recv() => ("SIGINT", false),
+            _ = quit.recv() => ("SIGQUIT", true),
+        };
+        self.shared.start_draining();
+        let grace = self.shared.live.load().config.proxy.grace_period;
+        tracing::info!(signal, grace_period = ?grace, in_flight = self.shared.global.in_flight(), "draining: no new connections; waiting for in-flight requests");
+        // pingora sleeps the whole grace period even when nothing is in
+        // flight; exit as soon as the last request is done instead.
+        let shared = self.shared;
+        let settle = if upgrade { Duration::from_secs(5) } else { Duration::from_millis(200) };
+        std::thread::spawn(move || drain_then_exit(shared, settle));
+        if upgrade {
+            ShutdownSignal::GracefulUpgrade
+        } else {
+            ShutdownSignal::GracefulTerminate
+        }
+    }
+}
+
+fn drain_then_exit(shared: &'static Shared, settle: Duration) {
+    // Let pingora close its listeners and idle keep-alive connections first.
+    std::thread::sleep(settle);
+    let mut quiet = 0;
+    loop {
+        if shared.global.in_flight() <= 0 {
+            quiet += 1;
+            if quiet >= 4 {
+                tracing::info!("drained: no request in flight; exiting");
+                std::process::exit(0);
+            }
+        } else {
+            quiet = 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct DetectorTask {
+    shared: &'static Shared,
+    tick: Duration,
+}
+
+#[async_trait]
+impl BackgroundService for DetectorTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let live = self.shared.live.load_full();
+        let mut current = live.clone();
+        let mut det = Detector::new(Timing::from_config(&live.config), live.signals.clone());
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Sweep idle tenants a few times per idle_ttl, at most once per tick.
+        let mut ticks = 0u64;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let live = self.shared.live.load_full();
+            if !Arc::ptr_eq(&live, &current) {
+                det.reconfigure(Timing::from_config(&live.config), live.signals.clone());
+                current = live.clone();
+            }
+            let snap = det.step(&self.shared.registry);
+            self.shared.detector.store(Arc::new(snap));
+            ticks += 1;
+            let every = (live.resolver.idle_ttl.as_secs_f64() / 4.0 / self.tick.as_secs_f64())
+                .clamp(1.0, 60.0) as u64;
+            if ticks % every == 0 {
+                let now = self.shared.registry.now_secs(std::time::Instant::now());
+                let freed = self.shared.registry.sweep(&live.resolver, now);
+                if freed > 0 {
+                    tracing::debug!(freed, "reclaimed idle tenant slots");
+                }
+            }
+        }
+    }
+}
+
+struct ReloadTask {
+    shared: &'static Shared,
+    sources: Sources,
+}
+
+impl ReloadTask {
+    fn reload(&self) {
+        let old = self.shared.live.load_full();
+        match Config::load(&self.sources).and_then(Live::build) {
+            Ok(live) => {
+                let restart = old.config.restart_required_changes(&live.config);
+                if !restart.is_empty() {
+                    tracing::warn!(keys = ?restart, "config reloaded, but these keys only take effect after a restart");
+                }
+                let signals: Vec<&str> = live.signals.iter().map(|s| s.name.as_str()).collect();
+                tracing::info!(upstream = %live.upstream, ?signals, "config reloaded");
+                self.shared.apply(live);
+                self.shared.record_reload(ReloadResult::Success);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload rejected; the running config stays in force");
+                self.shared.record_reload(ReloadResult::Failure);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for ReloadTask {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot install the SIGHUP handler; reload disabled");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => self.reload(),
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+struct ReadinessTask {
+    shared: &'static Shared,
+    probe: SocketAddr,
+}
+
+#[async_trait]
+impl BackgroundService for ReadinessTask {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        // Ready once the proxy listener accepts connections.
+        for _ in 0..3000 {
+            let probe = self.probe;
+            let ok = tokio::task::spawn_blocking(move || {
+                TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if ok {
+                self.shared.set_ready(true);
+                tracing::info!(proxy = %self.probe, "ready");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::error!(proxy = %self.probe, "the proxy listener never came up");
+    }
+}
+
+/// Signals the detector would use for a config (for `check` output).
+pub fn describe(cfg: &Config) -> anyhow::Result<String> {
+    let signals = SignalSpec::all_from_config(cfg)?;
+    let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
+    Ok(format!(
+        "proxy {} -> {}{}, admin {}, tenants from {:?} (max {}), signals {:?}",
+        cfg.proxy.listen,
+        cfg.proxy.upstream,
+        if cfg.proxy.upstream_tls { " (tls)" } else { "" },
+        cfg.admin.listen,
+        cfg.tenant.sources,
+        cfg.tenant.max_tenants,
+        names
+    ))
+}
+
+/// The config file path given on the command line, if any.
+pub fn file_sources(file: Option<PathBuf>) -> Sources {
+    Sources { file, env: None }
+}

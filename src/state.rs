@@ -1,0 +1,108 @@
+//! The process-wide state shared by the proxy, the detector and the admin
+//! listener: the tallies (which live for the whole process, so reloads never
+//! reset them) and the reloadable, config-derived rules (swapped atomically,
+//! read without locks).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, ConfigError, IpNet};
+use crate::detect::{self, SignalSpec};
+use crate::tally::Global;
+use crate::tenant::{Registry, ResolverSpec};
+
+/// Everything derived from one validated config.
+pub struct Live {
+    pub config: Config,
+    pub resolver: ResolverSpec,
+    pub catalog: Catalog,
+    pub signals: Vec<SignalSpec>,
+    pub upstream: SocketAddr,
+    pub sni: String,
+    pub admin_allow: Vec<IpNet>,
+}
+
+impl Live {
+    pub fn build(config: Config) -> Result<Live, ConfigError> {
+        config.validate()?;
+        Ok(Live {
+            resolver: ResolverSpec::from_config(&config.tenant)?,
+            catalog: Catalog::from_config(&config.catalog)?,
+            signals: SignalSpec::all_from_config(&config)?,
+            upstream: config.upstream_addr()?,
+            sni: config.sni(),
+            admin_allow: config.admin_allow()?,
+            config,
+        })
+    }
+}
+
+/// Outcome labels of `statuswatch_config_reloads_total{result}`.
+#[derive(Debug, Clone, Copy)]
+pub enum ReloadResult {
+    Success = 0,
+    Failure = 1,
+}
+
+pub struct Shared {
+    pub registry: Registry,
+    pub global: Global,
+    pub live: ArcSwap<Live>,
+    pub detector: detect::SharedSnapshot,
+    reloads: [AtomicU64; 2],
+    /// False until every service runs, and again once draining starts.
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(live: Live) -> Arc<Shared> {
+        Arc::new(Shared {
+            registry: Registry::new(live.config.tenant.max_tenants),
+            global: Global::default(),
+            detector: ArcSwap::new(detect::empty_snapshot(&live.signals)),
+            live: ArcSwap::from_pointee(live),
+            reloads: Default::default(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Swap in a new config. The tallies are untouched; the registry applies
+    /// the new cap and drops tenants the new rules no longer accept.
+    pub fn apply(&self, live: Live) {
+        self.registry.set_limit(live.config.tenant.max_tenants);
+        let now = self.registry.now_secs(std::time::Instant::now());
+        self.live.store(Arc::new(live));
+        // Re-check names against the new pattern/allowlist right away.
+        self.registry.sweep(&self.live.load().resolver, now);
+    }
+
+    pub fn record_reload(&self, r: ReloadResult) {
+        self.reloads[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloads(&self, r: ReloadResult) -> u64 {
+        self.reloads[r as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,319 @@
+//! The counters: per tenant slot a fixed array of cells (status cell × origin),
+//! plus process-wide counters (undocumented codes, upstream error kinds, the
+//! duration histogram, in-flight requests).
+//!
+//! Everything here is a relaxed atomic. Per-tenant cells are only contended
+//! when two threads answer the same tenant at once; process-wide counters that
+//! every request touches (histogram, in-flight) are sharded per thread so the
+//! request path never bounces a shared cache line.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::status::{self, Origin, CELLS};
+
+/// One tenant's response counters, indexed by `origin * CELLS + cell`.
+pub struct Counters {
+    cells: [AtomicU64; CELLS * 2],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            cells: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn add(&self, origin: Origin, cell: usize) {
+        self.cells[origin as usize * CELLS + cell].fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn get(&self, origin: Origin, cell: usize) -> u64 {
+        self.cells[origin as usize * CELLS + cell].load(Relaxed)
+    }
+
+    /// Sum over both origins of one cell.
+    pub fn cell_total(&self, cell: usize) -> u64 {
+        self.get(Origin::Upstream, cell) + self.get(Origin::Proxy, cell)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.cells.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    pub fn reset(&self) {
+        for c in &self.cells {
+            c.store(0, Relaxed);
+        }
+    }
+}
+
+/// Why the proxy had to answer itself (`statuswatch_upstream_errors_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    ConnectRefused = 0,
+    ConnectTimeout = 1,
+    ReadTimeout = 2,
+    Reset = 3,
+    Tls = 4,
+    Other = 5,
+}
+
+impl UpstreamErrorKind {
+    pub const ALL: [UpstreamErrorKind; 6] = [
+        UpstreamErrorKind::ConnectRefused,
+        UpstreamErrorKind::ConnectTimeout,
+        UpstreamErrorKind::ReadTimeout,
+        UpstreamErrorKind::Reset,
+        UpstreamErrorKind::Tls,
+        UpstreamErrorKind::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::ConnectRefused => "connect_refused",
+            UpstreamErrorKind::ConnectTimeout => "connect_timeout",
+            UpstreamErrorKind::ReadTimeout => "read_timeout",
+            UpstreamErrorKind::Reset => "reset",
+            UpstreamErrorKind::Tls => "tls",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Histogram bucket upper bounds in seconds (`le`), tuned for an API behind a sidecar.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BUCKET_NANOS: [u64; 14] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    30_000_000_000,
+];
+
+/// Shards for the per-request process-wide counters. A power of two above any
+/// sane worker count for a sidecar; threads beyond it share shards.
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
+    in_flight: AtomicI64,
+    /// `[class][origin][bucket]`, non-cumulative; the last bucket is +Inf.
+    buckets: [[[AtomicU64; DURATION_BUCKETS.len() + 1]; 2]; 5],
+    sum_nanos: [[AtomicU64; 2]; 5],
+}
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+#[inline]
+fn shard_index() -> usize {
+    SHARD.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+        s.set(v);
+        v
+    })
+}
+
+/// Histogram values read for exposition: cumulative bucket counts, count, sum.
+pub struct HistogramSnapshot {
+    pub cumulative: [u64; DURATION_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+/// Process-wide counters.
+pub struct Global {
+    shards: Box<[Shard]>,
+    /// Real code of every undocumented response, 100..=599.
+    undocumented: Box<[AtomicU64]>,
+    upstream_errors: [AtomicU64; 6],
+    suspensions_total: AtomicU64,
+}
+
+impl Default for Global {
+    fn default() -> Self {
+        Global {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            undocumented: (0..500).map(|_| AtomicU64::new(0)).collect(),
+            upstream_errors: Default::default(),
+            suspensions_total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Global {
+    #[inline]
+    pub fn request_started(&self) {
+        self.shards[shard_index()].in_flight.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub fn request_finished(&self) {
+        self.shards[shard_index()].in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// Record one request's duration in the histogram.
+    #[inline]
+    pub fn observe(&self, class: usize, origin: Origin, elapsed: Duration) {
+        let shard = &self.shards[shard_index()];
+        let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        let bucket = BUCKET_NANOS
+            .iter()
+            .position(|&b| nanos <= b)
+            .unwrap_or(BUCKET_NANOS.len());
+        shard.buckets[class][origin as usize][bucket].fetch_add(1, Relaxed);
+        shard.sum_nanos[class][origin as usize].fetch_add(nanos, Relaxed);
+    }
+
+    /// Requests between `request_started` and `request_finished`.
+    pub fn in_flight(&self) -> i64 {
+        self.shards.iter().map(|s| s.in_flight.load(Relaxed)).sum()
+    }
+
+    pub fn histogram(&self, class: usize, origin: Origin) -> HistogramSnapshot {
+        let mut raw = [0u64; DURATION_BUCKETS.len() + 1];
+        let mut sum = 0u64;
+        for s in self.shards.iter() {
+            for (i, b) in s.buckets[class][origin as usize].iter().enumerate() {
+                raw[i] += b.load(Relaxed);
+            }
+            sum = sum.wrapping_add(s.sum_nanos[class][origin as usize].load(Relaxed));
+        }
+        let mut cumulative = [0u64; DURATION_BUCKETS.len()];
+        let mut acc = 0;
+        for i in 0..DURATION_BUCKETS.len() {
+            acc += raw[i];
+            cumulative[i] = acc;
+        }
+        HistogramSnapshot {
+            cumulative,
+            count: acc + raw[DURATION_BUCKETS.len()],
+            sum_seconds: sum as f64 / 1e9,
+        }
+    }
+
+    #[inline]
+    pub fn undocumented(&self, code: u16) {
+        self.undocumented[(status::clamp(code) - 100) as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Non-zero undocumented counts by real code.
+    pub fn undocumented_counts(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.undocumented
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u16 + 100, c.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
+        self.upstream_errors[kind as usize].load(Relaxed)
+    }
+
+    pub fn suspension(&self) {
+        self.suspensions_total.fetch_add(1, Relaxed);
+    }
+
+    pub fn suspensions_total(&self) -> u64 {
+        self.suspensions_total.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_and_reset() {
+        let c = Counters::default();
+        c.add(Origin::Upstream, status::cell_of(200));
+        c.add(Origin::Proxy, status::cell_of(502));
+        c.add(Origin::Proxy, status::cell_of(502));
+        assert_eq!(c.get(Origin::Upstream, status::cell_of(200)), 1);
+        assert_eq!(c.get(Origin::Proxy, status::cell_of(502)), 2);
+        assert_eq!(c.cell_total(status::cell_of(502)), 2);
+        assert_eq!(c.total(), 3);
+        c.reset();
+        assert_eq!(c.total(), 0);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let g = Global::default();
+        g.request_started();
+        g.request_started();
+        g.request_started();
+        assert_eq!(g.in_flight(), 3);
+        g.observe(1, Origin::Upstream, Duration::from_micros(500));
+        g.observe(1, Origin::Upstream, Duration::from_millis(20));
+        g.observe(1, Origin::Upstream, Duration::from_secs(60));
+        for _ in 0..3 {
+            g.request_finished();
+        }
+        assert_eq!(g.in_flight(), 0);
+        let h = g.histogram(1, Origin::Upstream);
+        assert_eq!(h.count, 3);
+        assert_eq!(h.cumulative[0], 1); // <= 1ms
+        assert_eq!(h.cumulative[4], 2); // <= 25ms
+        assert_eq!(h.cumulative[DURATION_BUCKETS.len() - 1], 2); // 60s is only in +Inf
+        assert!((h.sum_seconds - 60.0205).abs() < 1e-6);
+        assert_eq!(g.histogram(4, Origin::Proxy).count, 0);
+    }
+
+    #[test]
+    fn in_flight_sums_across_threads() {
+        let g = std::sync::Arc::new(Global::default());
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        g.request_started();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(g.in_flight(), 4000);
+    }
+
+    #[test]
+    fn undocumented_by_code() {
+        let g = Global::default();
+        g.undocumented(429);
+        g.undocumented(429);
+        g.undocumented(504);
+        let v: Vec<_> = g.undocumented_counts().collect();
+        assert_eq!(v, vec![(429, 2), (504, 1)]);
+    }
+}

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""End-to-end check of the Grafana dashboards against a real Prometheus.
+
+Starts `$STATUSWATCH_BIN demo` (demo upstream + proxy + traffic generator) on free
+loopback ports, starts Prometheus (the Debian `prometheus` binary, or $PROMETHEUS_BIN)
+scraping its admin listener every second as job "statuswatch", waits for a few scrapes,
+then runs every target of every dashboards/*.json panel through Prometheus's HTTP API
+with the Grafana variables substituted:
+  - the instant query (/api/v1/query) must succeed, and for stat/table panels return data;
+  - time series panels also run /api/v1/query_range, which must succeed and return data;
+  - every {{label}} of a target's legendFormat must be present on the returned series;
+  - template variable queries (label_values) must return values.
+Panels that are empty by design when all is well are listed in ALLOWED_EMPTY with the
+reason; they must still parse. Queries that are empty but expected to have data are
+retried until a deadline (the demo's incidents take a moment to show).
+
+  STATUSWATCH_BIN=target/release/statuswatch python3 tests/e2e/test_dashboards.py
+  python3 tests/e2e/test_dashboards.py --fake   # no binary: serve tests/e2e/fixtures/metrics_sample.prom
+  STATUSWATCH_DASHBOARDS=DIR overrides the dashboards directory (default: dashboards/).
+
+stdlib only. Last line: e2e-dashboards: N passed, M failed (exit status 1 if M > 0).
+"""
+import glob
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DASHBOARDS = os.path.join(ROOT, "dashboards")
+FIXTURE = os.path.join(HERE, "fixtures", "metrics_sample.prom")
+RESERVED = {"__none__", "__invalid__", "__overflow__", "__all__"}
+RATE_INTERVAL = "1m"
+RANGE_QUERY_SPAN = 120      # seconds of history for query_range
+STEP = "2s"
+WAIT_SCRAPES = 10           # scrapes before the first round of queries
+DATA_DEADLINE = int(os.environ.get("STATUSWATCH_E2E_DATA_DEADLINE", "120"))  # seconds for late data
+
+# (dashboard uid, panel title) -> why the panel may be empty when all is well.
+ALLOWED_EMPTY = {
+    ("statuswatch-overview", "Currently spiking tenants"):
+        "per-tenant statuswatch_spike_active series exist only while a tenant spikes; empty means nobody spikes",
+    ("statuswatch-overview", "Spike onsets"):
+        "shows only increases of statuswatch_spikes_total (> 0); empty when no spike started in the window",
+    ("statuswatch-overview", "Spike onsets in the time range"):
+        "lists only tenants with at least one spike onset in the range; empty when nothing spiked",
+    ("statuswatch-overview", "Suspended tenants"):
+        "statuswatch_tenant_suspended has series only for currently suspended tenants; empty when none is",
+    ("statuswatch-tenant", "Signal ratios (while spiking)"):
+        "per-tenant statuswatch_signal_ratio series exist only while the tenant spikes",
+    ("statuswatch-tenant", "Spike onsets"):
+        "shows only increases of this tenant's statuswatch_spikes_total (> 0); empty when it did not spike",
+}
+
+PASSED = 0
+FAILED = 0
+
+
+def report(ok, name, detail=""):
+    global PASSED, FAILED
+    if ok:
+        PASSED += 1
+    else:
+        FAILED += 1
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+    return ok
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def wait_for(what, fn, timeout, procs=()):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for name, p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {p.returncode} while waiting for {what}")
+        try:
+            v = fn()
+            if v:
+                return v
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            last = e
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+class FakeMetrics:
+    """Serves the fixture exposition; counters grow with each scrape so rates are non-zero."""
+    COUNTER = re.compile(r"^(statuswatch_\w+?(_total|_bucket|_sum|_count))(\{.*\})?\s+(\S+)$")
+
+    def __init__(self, path, port):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        n = [0]
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/metrics":
+                    self.send_error(404)
+                    return
+                n[0] += 1
+                out = []
+                for line in lines:
+                    m = FakeMetrics.COUNTER.match(line)
+                    if m and not line.startswith("#"):
+                        v = float(m.group(4)) * n[0]
+                        line = f"{m.group(1)}{m.group(3) or ''} {v:g}"
+                    out.append(line)
+                body = ("\n".join(out) + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Prom:
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+
+    def api(self, path, **params):
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+        try:
+            with urllib.request.urlopen(url, timeout=15) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try:
+                return json.loads(e.read())
+            except ValueError:
+                return {"status": "error", "error": f"HTTP {e.code}"}
+
+    def query(self, expr, t=None):
+        return self.api("/api/v1/query", query=expr, **({"time": f"{t:.3f}"} if t else {}))
+
+    def query_range(self, expr, start, end, step):
+        return self.api("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
+
+    def scalar(self, expr):
+        r = self.query(expr)
+        res = r.get("data", {}).get("result") or []
+        return float(res[0]["value"][1]) if res else None
+
+
+def all_panels(panels):
+    for p in panels or []:
+        yield p
+        if p.get("type") == "row":
+            yield from all_panels(p.get("panels"))
+
+
+def substitute(expr, tenant, range_s):
+    subs = {"${datasource}": "prometheus", "$datasource": "prometheus",
+            "${__rate_interval}": RATE_INTERVAL, "$__rate_interval": RATE_INTERVAL,
+            "${__range}": f"{range_s}s", "$__range": f"{range_s}s", "${__interval}": STEP, "$__interval": STEP,
+            "${job}": "statuswatch", "$job": "statuswatch", "${instance}": ".*", "$instance": ".*",
+            "${tenant}": tenant, "$tenant": tenant}
+    for k in sorted(subs, key=len, reverse=True):
+        expr = expr.replace(k, subs[k])
+    return expr
+
+
+def pick_tenant(prom):
+    """A real tenant with traffic, preferring one that is spiking, then one with 5xx, then the busiest."""
+    r = prom.api("/api/v1/label/tenant/values", **{"match[]": 'statuswatch_responses_total{job="statuswatch"}'})
+    tenants = [t for t in r.get("data") or [] if t not in RESERVED]
+    if not tenants:
+        return None, "no non-reserved tenant in statuswatch_responses_total"
+    for expr, why in (('max by (tenant) (statuswatch_spike_active{job="statuswatch",tenant!="__all__"}) == 1', "spiking"),
+                      (f'sum by (tenant) (rate(statuswatch_responses_total{{job="statuswatch",class="5xx"}}[{RATE_INTERVAL}])) > 0', "has 5xx"),
+                      (f'sum by (tenant) (rate(statuswatch_responses_total{{job="statuswatch"}}[{RATE_INTERVAL}]))', "busiest")):
+        res = prom.query(f"sort_desc({expr})").get("data", {}).get("result") or []
+        for s in res:
+            t = s["metric"].get("tenant")
+            if t in tenants:
+                return t, why
+    return tenants[0], "first"
+
+
+def legend_labels(legend):
+    return set(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", legend or ""))
+
+
+def run_target(prom, uid, panel, t, tenant, range_s):
+    """(parse_ok, has_data, detail) for one target."""
+    expr = substitute(t.get("expr", ""), tenant, range_s)
+    now = time.time()
+    inst = prom.query(expr, now)
+    if inst.get("status") != "success":
+        return False, False, f"instant query failed: {inst.get('error')} :: {expr}"
+    result = inst["data"]["result"]
+    kind = panel.get("type")
+    if kind == "timeseries" and not t.get("instant"):
+        rng = prom.query_range(expr, now - RANGE_QUERY_SPAN, now, STEP)
+        if rng.get("status") != "success":
+            return False, False, f"range query failed: {rng.get('error')} :: {expr}"
+        result = rng["data"]["result"]
+    if not result:
+        return True, False, f"no data :: {expr}"
+    want = legend_labels(t.get("legendFormat"))
+    missing = sorted({lbl for s in result for lbl in want if lbl not in s.get("metric", {})})
+    if missing:
+        return False, True, f"legend labels {missing} missing from the result :: {expr}"
+    return True, True, f"{len(result)} series"
+
+
+def check_variables(prom, d):
+    for v in (d.get("templating") or {}).get("list") or []:
+        if v.get("type") != "query":
+            continue
+        q = v.get("definition") or (v.get("query") or {}).get("query")
+        m = re.fullmatch(r"\s*label_values\((.*),\s*([A-Za-z_]\w*)\s*\)\s*", q or "")
+        name = f"{d['uid']} variable ${v['name']}"
+        if not m:
+            report(False, name, f"unsupported variable query {q!r}")
+            continue
+        sel = substitute(m.group(1), "", 0)
+        r = prom.api(f"/api/v1/label/{m.group(2)}/values", **{"match[]": sel})
+        vals = r.get("data") or []
+        report(r.get("status") == "success" and bool(vals), name,
+               f"{len(vals)} values {vals[:6]}" if vals else f"no values for {q} ({r.get('error', '')})")
+
+
+def start_statuswatch(bin_path, workdir, procs):
+    port, admin, upstream = free_port(), free_port(), free_port()
+    cmd = [bin_path, "demo", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+           "--upstream-listen", f"127.0.0.1:{upstream}"]
+    log = open(os.path.join(workdir, "statuswatch.log"), "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    procs.append(("statuswatch demo", p, log))
+    print("started:", " ".join(cmd), flush=True)
+    return admin
+
+
+def start_prometheus(workdir, target, procs):
+    prom_bin = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+    if not prom_bin:
+        raise RuntimeError("prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)")
+    port = free_port()
+    cfg = os.path.join(workdir, "prometheus.yml")
+    with open(cfg, "w") as f:
+        # JSON is valid YAML.
+        json.dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+                   "scrape_configs": [{"job_name": "statuswatch", "metrics_path": "/metrics",
+                                       "static_configs": [{"targets": [target]}]}]}, f)
+    cmd = [prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={os.path.join(workdir, 'tsdb')}",
+           f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    log = open(os.path.join(workdir, "prometheus.log"), "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    procs.append(("prometheus", p, log))
+    return port
+
+
+def stop(procs, fake):
+    for name, p, log in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=5)
+        log.close()
+    if fake:
+        fake.stop()
+
+
+def tail(path, n=30):
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def main():
+    fake_mode = "--fake" in sys.argv[1:]
+    bin_path = os.environ.get("STATUSWATCH_BIN")
+    if not fake_mode and not bin_path:
+        report(False, "setup", "set STATUSWATCH_BIN to the statuswatch binary (or pass --fake)")
+        print(f"e2e-dashboards: {PASSED} passed, {FAILED} failed")
+        return 1
+    dash_dir = os.environ.get("STATUSWATCH_DASHBOARDS", DASHBOARDS)
+    dashboards = []
+    for f in sorted(glob.glob(os.path.join(dash_dir, "*.json"))):
+        with open(f) as fh:
+            dashboards.append(json.load(fh))
+    workdir = tempfile.mkdtemp(prefix="statuswatch-e2e-dash-")
+    procs, fake = [], None
+    try:
+        if fake_mode:
+            admin = free_port()
+            fake = FakeMetrics(FIXTURE, admin)
+            print(f"serving fake /metrics from {FIXTURE} on 127.0.0.1:{admin}", flush=True)
+        else:
+            admin = start_statuswatch(bin_path, workdir, procs)
+        watch = [(n, p) for n, p, _ in procs]
+        wait_for("statuswatch /metrics", lambda: http_get(f"http://127.0.0.1:{admin}/metrics")[0] == 200, 60, watch)
+        report(True, "statuswatch /metrics answers")
+        if not dashboards:
+            report(False, "dashboards found", f"no *.json in {dash_dir}")
+        pport = start_prometheus(workdir, f"127.0.0.1:{admin}", procs)
+        watch = [(n, p) for n, p, _ in procs]
+        prom = Prom(pport)
+        wait_for("prometheus ready", lambda: http_get(f"{prom.base}/-/ready")[0] == 200, 60, watch)
+        started = time.time()
+        wait_for(f"{WAIT_SCRAPES} successful scrapes",
+                 lambda: (prom.scalar('sum_over_time(up{job="statuswatch"}[10m])') or 0) >= WAIT_SCRAPES, 60, watch)
+        report(True, f"prometheus scraped statuswatch {WAIT_SCRAPES} times")
+        tenant, why = pick_tenant(prom)
+        if not report(tenant is not None, "pick a tenant with traffic", f"{tenant} ({why})"):
+            tenant = "no-tenant"
+
+        for d in dashboards:
+            check_variables(prom, d)
+
+        todo = []
+        for d in dashboards:
+            for p in all_panels(d.get("panels")):
+                if p.get("type") == "row":
+                    continue
+                for t in p.get("targets") or []:
+                    todo.append((d["uid"], p, t))
+        deadline = time.monotonic() + DATA_DEADLINE
+        pending = todo
+        while True:
+            range_s = int(time.time() - started) + 60
+            retry = []
+            for uid, p, t in pending:
+                name = f"{uid} / {p.get('title')} / {t.get('refId')}"
+                ok, has_data, detail = run_target(prom, uid, p, t, tenant, range_s)
+                allowed = ALLOWED_EMPTY.get((uid, p.get("title")))
+                if not ok:
+                    report(False, name, detail)
+                elif has_data:
+                    report(True, name, detail)
+                elif allowed:
+                    report(True, name, f"empty, allowed: {allowed}")
+                else:
+                    retry.append((uid, p, t, name, detail))
+            if not retry:
+                break
+            if time.monotonic() >= deadline or any(p.poll() is not None for _, p in watch):
+                for _, _, _, name, detail in retry:
+                    report(False, name, detail)
+                break
+            print(f"... {len(retry)} queries without data yet, retrying", flush=True)
+            time.sleep(5)
+            pending = [(u, p, t) for u, p, t, _, _ in retry]
+        for n, p in watch:
+            report(p.poll() is None, f"{n} still running at the end")
+    except Exception as e:  # noqa: BLE001 - report any setup failure as a failed check
+        report(False, "setup", f"{type(e).__name__}: {e}")
+        for name, _, log in procs:
+            print(f"--- last lines of {name} log ---\n{tail(log.name)}", flush=True)
+    finally:
+        stop(procs, fake)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"e2e-dashboards: {PASSED} passed, {FAILED} failed")
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
