@@ -199,6 +199,8 @@ fi
 
 # ---- Kubernetes ------------------------------------------------------------------------------
 K8S="$DEPLOY/kubernetes"
+run "ConfigMap == config/statuswatch.toml with admin listen 0.0.0.0:9464 (gen-configmap.py --check)" \
+  python3 "$K8S/gen-configmap.py" --check
 run "PrometheusRule spec.groups == deploy/prometheus/rules/statuswatch.rules.yml groups" \
   "$PY" "$K8S/gen-prometheusrule.py" --check
 

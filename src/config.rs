@@ -45,9 +45,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn invalid(key: impl Into<String>, msg: impl Into<String>) -> Self {
+        // One line per error: multi-line messages (regex parse errors) are folded.
         ConfigError::Invalid {
             key: key.into(),
-            msg: msg.into(),
+            msg: one_line(&msg.into()),
         }
     }
 }
@@ -201,7 +202,7 @@ impl Config {
             let parsed = config::Config::builder()
                 .add_source(config::File::from_str(&text, config::FileFormat::Toml))
                 .build()
-                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+                .map_err(|e| ConfigError::Parse(format!("{}: {}", path.display(), one_line(&e.to_string()))))?;
             // Arrays of tables replace the defaults wholesale (a catalog is a
             // list, not a patch), so drop the default catalog when the file has one.
             if parsed.get_table("catalog").is_ok_and(|t| t.contains_key("codes")) {
@@ -403,9 +404,22 @@ fn strip_default_catalog() -> String {
         + "\n[catalog]\ncodes = []\n"
 }
 
-/// Make the config crate's message say where it came from.
+/// Fold a multi-line parser message (source excerpts, carets) into one line.
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l.starts_with('|')
+                || l.split_once('|').is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+            !l.is_empty() && !excerpt && !l.chars().all(|c| c == '^' || c == ' ')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Make the config crate's message say where it came from, on one line.
 fn describe_parse_error(e: config::ConfigError, file: Option<&Path>) -> String {
-    let msg = e.to_string();
+    let msg = one_line(&e.to_string());
     match file {
         Some(path) if !msg.contains(&*path.to_string_lossy()) => {
             format!("{msg} (config file {} or STATUSWATCH__* environment)", path.display())

@@ -159,8 +159,8 @@ pub struct SeriesView {
     pub spikes_total: u64,
 }
 
-/// One signal's view: the overall series, then tenants that are spiking or
-/// have ever spiked (while their slot lives).
+/// One signal's view: the overall series, then every tenant with detector
+/// state (all live slots, reserved ones included).
 #[derive(Debug, Clone, Default)]
 pub struct SignalView {
     pub name: String,
@@ -326,7 +326,7 @@ impl Detector {
                 s.last_events = events;
                 all_events[i] += d_ev;
                 update(s, spec, bucket, new_bucket, evicted, d_ev, window_requests, decay, tick_no, &self.timing);
-                if s.active || s.spikes_total > 0 {
+                {
                     views[i].tenants.push((
                         name.to_string(),
                         SeriesView {
@@ -610,7 +610,7 @@ mod tests {
         sim.reg.sweep(&sim.spec, sim.now);
         let snap = sim.tick();
         assert_eq!(sim.det.tenants_with_state(), 3);
-        assert!(snap.signals[0].tenants.is_empty());
+        assert!(!snap.signals[0].tenants.iter().any(|(t, _)| t == "gone"));
     }
 
     #[test]

@@ -180,6 +180,7 @@ fn init_logging(cfg: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("log.level: {:?}", cfg.log.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let res = if cfg.log.format == "json" {
         builder.json().flatten_event(true).try_init()

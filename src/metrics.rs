@@ -185,10 +185,10 @@ pub fn render(shared: &Shared, out: &mut String) {
     header(out, "statuswatch_spikes_total", "counter", "Spike onsets.");
     for sig in &snap.signals {
         spike_line(out, "statuswatch_spikes_total", &sig.name, ALL, None, sig.overall.spikes_total as f64);
+        // Every tenant the detector tracks gets a series from 0, so that
+        // increase() sees its first onset (a series born at 1 hides it).
         for (tenant, v) in &sig.tenants {
-            if v.spikes_total > 0 {
-                spike_line(out, "statuswatch_spikes_total", &sig.name, tenant, None, v.spikes_total as f64);
-            }
+            spike_line(out, "statuswatch_spikes_total", &sig.name, tenant, None, v.spikes_total as f64);
         }
     }
 

@@ -186,7 +186,10 @@ fn drain_then_exit(shared: &'static Shared, settle: Duration) {
         if shared.global.in_flight() <= 0 {
             quiet += 1;
             if quiet >= 4 {
-                tracing::info!("drained: no request in flight; exiting");
+                // The last scrape may predate the final requests: log the totals.
+                let mut total = 0u64;
+                shared.registry.for_each(|_, _, slot| total += slot.counters.total());
+                tracing::info!(responses_total = total, "drained: no request in flight; exiting");
                 std::process::exit(0);
             }
         } else {

@@ -1,0 +1,102 @@
+//! `statuswatch check` and start-up failures: bad input stops the process
+//! with one clear message that names the key.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn check(toml: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("check").arg("--config").arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let out = Command::new(bin())
+        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/statuswatch.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("config ok"));
+    // and no file at all uses the same built-in defaults
+    let out = Command::new(bin()).arg("check").output().unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[proxy]\nlisten = \"not-an-address\"\n", "listen"),
+        ("[proxy]\nupstream = \"http://api:80/\"\n", "proxy.upstream"),
+        ("[proxy]\nupstream = \"no-port\"\n", "proxy.upstream"),
+        ("[proxy]\nconnect_timeout = \"fast\"\n", "connect_timeout"),
+        ("[proxy]\nread_timeout = \"0s\"\n", "proxy.read_timeout"),
+        ("[proxy]\nbogus = 1\n", "bogus"),
+        ("[tenant]\npattern = \"[unclosed\"\n", "tenant.pattern"),
+        ("[tenant]\nmax_tenants = \"lots\"\n", "max_tenants"),
+        ("[tenant]\nmax_tenants = 0\n", "tenant.max_tenants"),
+        ("[tenant]\nsources = [\"cookie\"]\n", "tenant.sources[0]"),
+        ("[tenant]\nheader = \"bad header\"\n", "tenant.header"),
+        ("[log]\nformat = \"xml\"\n", "log.format"),
+        ("[detector]\nfloor = 2.0\n", "detector.floor"),
+        ("[signals.teapot]\ncodes = [299]\n", "signals.teapot.codes[0]"),
+        ("[signals.teapot]\nclasses = [\"6xx\"]\n", "signals.teapot.classes[0]"),
+        ("[[catalog.codes]]\ncode = 999\nreason = \"x\"\n", "catalog.codes[0].code"),
+        ("[admin]\nallow = [\"300.1.1.1\"]\n", "admin.allow[0]"),
+        ("this is not toml", "c.toml"),
+    ];
+    for (toml, key) in cases {
+        let (ok, text) = check(toml, &[]);
+        assert!(!ok, "accepted bad config {toml:?}");
+        assert!(text.contains(key), "error for {toml:?} does not name {key}: {text}");
+        assert_eq!(text.trim().lines().count(), 1, "one clear message, got: {text}");
+    }
+}
+
+#[test]
+fn bad_env_override_names_the_key() {
+    let (ok, text) = check("", &[("STATUSWATCH__TENANT__MAX_TENANTS", "plenty")]);
+    assert!(!ok);
+    assert!(text.contains("max_tenants"), "{text}");
+    let (ok, text) = check("", &[("STATUSWATCH__PROXY__NOPE", "1")]);
+    assert!(!ok);
+    assert!(text.contains("nope"), "{text}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let out = Command::new(bin())
+        .args(["check", "--config", "/definitely/not/here.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here.toml"));
+}
+
+#[test]
+fn busy_port_stops_startup_naming_the_key() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = busy.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, config_toml(taken, free_addr(), free_addr(), "")).unwrap();
+    let out = Command::new(bin()).arg("--config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("proxy.listen"), "{err}");
+}
