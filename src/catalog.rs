@@ -50,7 +50,10 @@ impl Catalog {
                 ));
             }
             if entries.iter().any(|x| x.code == e.code) {
-                return Err(ConfigError::invalid(key, format!("{} is listed twice", e.code)));
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{} is listed twice", e.code),
+                ));
             }
             if e.reason.trim().is_empty() {
                 return Err(ConfigError::invalid(

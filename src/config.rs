@@ -202,10 +202,15 @@ impl Config {
             let parsed = config::Config::builder()
                 .add_source(config::File::from_str(&text, config::FileFormat::Toml))
                 .build()
-                .map_err(|e| ConfigError::Parse(format!("{}: {}", path.display(), one_line(&e.to_string()))))?;
+                .map_err(|e| {
+                    ConfigError::Parse(format!("{}: {}", path.display(), one_line(&e.to_string())))
+                })?;
             // Arrays of tables replace the defaults wholesale (a catalog is a
             // list, not a patch), so drop the default catalog when the file has one.
-            if parsed.get_table("catalog").is_ok_and(|t| t.contains_key("codes")) {
+            if parsed
+                .get_table("catalog")
+                .is_ok_and(|t| t.contains_key("codes"))
+            {
                 builder = config::Config::builder().add_source(config::File::from_str(
                     &strip_default_catalog(),
                     config::FileFormat::Toml,
@@ -287,7 +292,10 @@ impl Config {
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
         let d = &self.detector;
         if d.tick.is_zero() || d.tick > Duration::from_secs(60) {
-            return Err(ConfigError::invalid("detector.tick", "must be within (0, 60s]"));
+            return Err(ConfigError::invalid(
+                "detector.tick",
+                "must be within (0, 60s]",
+            ));
         }
         if d.short_window < d.tick {
             return Err(ConfigError::invalid(
@@ -380,7 +388,13 @@ impl Config {
                 if a.$field != b.$field { keys.push(concat!("proxy.", stringify!($field))); }
             )*};
         }
-        cmp!(listen, threads, keepalive_pool_size, grace_period, shutdown_timeout);
+        cmp!(
+            listen,
+            threads,
+            keepalive_pool_size,
+            grace_period,
+            shutdown_timeout
+        );
         if self.admin.listen != new.admin.listen {
             keys.push("admin.listen");
         }
@@ -410,7 +424,8 @@ fn one_line(msg: &str) -> String {
         .map(str::trim)
         .filter(|l| {
             let excerpt = l.starts_with('|')
-                || l.split_once('|').is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+                || l.split_once('|')
+                    .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
             !l.is_empty() && !excerpt && !l.chars().all(|c| c == '^' || c == ' ')
         })
         .collect::<Vec<_>>()
@@ -422,7 +437,10 @@ fn describe_parse_error(e: config::ConfigError, file: Option<&Path>) -> String {
     let msg = one_line(&e.to_string());
     match file {
         Some(path) if !msg.contains(&*path.to_string_lossy()) => {
-            format!("{msg} (config file {} or STATUSWATCH__* environment)", path.display())
+            format!(
+                "{msg} (config file {} or STATUSWATCH__* environment)",
+                path.display()
+            )
         }
         _ => msg,
     }
@@ -438,7 +456,10 @@ pub struct IpNet {
 impl IpNet {
     pub fn parse(s: &str) -> Option<IpNet> {
         let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a.trim().parse::<IpAddr>().ok()?, Some(p.trim().parse::<u8>().ok()?)),
+            Some((a, p)) => (
+                a.trim().parse::<IpAddr>().ok()?,
+                Some(p.trim().parse::<u8>().ok()?),
+            ),
             None => (s.trim().parse::<IpAddr>().ok()?, None),
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -579,7 +600,9 @@ mod tests {
         let one = IpNet::parse("127.0.0.1").unwrap();
         assert!(one.contains("127.0.0.1".parse().unwrap()));
         assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(IpNet::parse("::/0").unwrap().contains("::1".parse().unwrap()));
+        assert!(IpNet::parse("::/0")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
         assert!(IpNet::parse("1.2.3.4/33").is_none());
     }
 

@@ -66,7 +66,12 @@ pub fn rand_below(n: u32) -> u32 {
 }
 
 /// What the demo API answers, given the script's clock.
-pub fn rev23_status(tenant: Option<&str>, method: &http::Method, has_key: bool, t: Duration) -> u16 {
+pub fn rev23_status(
+    tenant: Option<&str>,
+    method: &http::Method,
+    has_key: bool,
+    t: Duration,
+) -> u16 {
     let phase = t.as_secs() % CYCLE.as_secs();
     let roll = rand_below(1000);
     if !has_key {
@@ -152,7 +157,10 @@ impl ServeHttp for DemoUpstream {
             .and_then(|v| v.to_str().ok())
             .map(str::to_ascii_lowercase);
         let code = if let Some(code) = path.strip_prefix("/status/") {
-            code.parse::<u16>().ok().filter(|c| (200..=599).contains(c)).unwrap_or(400)
+            code.parse::<u16>()
+                .ok()
+                .filter(|c| (200..=599).contains(c))
+                .unwrap_or(400)
         } else {
             rev23_status(
                 tenant.as_deref(),
@@ -161,7 +169,9 @@ impl ServeHttp for DemoUpstream {
                 self.start.elapsed(),
             )
         };
-        if let Some(ms) = query_param(query.as_deref(), "delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(ms) =
+            query_param(query.as_deref(), "delay_ms").and_then(|v| v.parse::<u64>().ok())
+        {
             tokio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
         }
         let body = format!(
@@ -284,7 +294,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[async_trait]
 impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let per_conn = Duration::from_secs_f64(self.connections.max(1) as f64 / self.rps.max(1) as f64);
+        let per_conn =
+            Duration::from_secs_f64(self.connections.max(1) as f64 / self.rps.max(1) as f64);
         let mut tasks = Vec::new();
         for _ in 0..self.connections.max(1) {
             let target = self.target;
@@ -326,7 +337,8 @@ pub fn totals(shared: &Shared) -> Vec<(String, u64)> {
     let mut by_cell = [0u64; CELLS];
     shared.registry.for_each(|_, _, slot| {
         for (cell, n) in by_cell.iter_mut().enumerate() {
-            *n += slot.counters.get(Origin::Upstream, cell) + slot.counters.get(Origin::Proxy, cell);
+            *n +=
+                slot.counters.get(Origin::Upstream, cell) + slot.counters.get(Origin::Proxy, cell);
         }
     });
     let mut out: Vec<(String, u64)> = live

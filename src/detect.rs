@@ -104,7 +104,11 @@ impl SignalSpec {
                 return Err(ConfigError::invalid(fk, "must be within (0, 1]"));
             }
             if !(spec.factor >= 1.0 && spec.factor.is_finite()) {
-                let k = if s.factor.is_some() { key("factor") } else { fck };
+                let k = if s.factor.is_some() {
+                    key("factor")
+                } else {
+                    fck
+                };
                 return Err(ConfigError::invalid(k, "must be a finite number >= 1"));
             }
             if spec.min_events == 0 {
@@ -208,8 +212,7 @@ impl SeriesState {
 
 /// Approximate bytes of detector state per tracked tenant with `signals` signals.
 pub fn bytes_per_tenant(signals: usize) -> usize {
-    std::mem::size_of::<Option<SeriesState>>()
-        + signals * std::mem::size_of::<SigState>()
+    std::mem::size_of::<Option<SeriesState>>() + signals * std::mem::size_of::<SigState>()
 }
 
 /// The detector. Owned by its background task; `step` is its whole work.
@@ -280,7 +283,7 @@ impl Detector {
         self.tick_no += 1;
         let per_bucket = self.timing.ticks_per_bucket();
         let bucket = ((self.tick_no / per_bucket) % BUCKETS as u64) as usize;
-        let new_bucket = self.tick_no % per_bucket == 0 || per_bucket == 1;
+        let new_bucket = self.tick_no.is_multiple_of(per_bucket);
         let decay = self.timing.decay();
         let nsig = self.signals.len();
 
@@ -312,11 +315,19 @@ impl Detector {
             let d_req = requests.saturating_sub(st.last_requests);
             st.last_requests = requests;
             all_requests += d_req;
-            let evicted = if new_bucket { std::mem::take(&mut st.ring[bucket]) } else { 0 };
+            let evicted = if new_bucket {
+                std::mem::take(&mut st.ring[bucket])
+            } else {
+                0
+            };
             st.ring[bucket] = st.ring[bucket].saturating_add(d_req.min(u32::MAX as u64) as u32);
             let window_requests: u64 = st.ring.iter().map(|&v| v as u64).sum();
             for (i, spec) in signals.iter().enumerate() {
-                let events: u64 = spec.cells.iter().map(|&c| slot.counters.cell_total(c)).sum();
+                let events: u64 = spec
+                    .cells
+                    .iter()
+                    .map(|&c| slot.counters.cell_total(c))
+                    .sum();
                 let s = &mut st.sig[i];
                 let d_ev = if s.last_events == u64::MAX {
                     0
@@ -325,7 +336,18 @@ impl Detector {
                 };
                 s.last_events = events;
                 all_events[i] += d_ev;
-                update(s, spec, bucket, new_bucket, evicted, d_ev, window_requests, decay, tick_no, &self.timing);
+                update(
+                    s,
+                    spec,
+                    bucket,
+                    new_bucket,
+                    evicted,
+                    d_ev,
+                    window_requests,
+                    decay,
+                    tick_no,
+                    &self.timing,
+                );
                 {
                     views[i].tenants.push((
                         name.to_string(),
@@ -347,13 +369,28 @@ impl Detector {
         }
 
         let st = &mut self.overall;
-        let evicted = if new_bucket { std::mem::take(&mut st.ring[bucket]) } else { 0 };
+        let evicted = if new_bucket {
+            std::mem::take(&mut st.ring[bucket])
+        } else {
+            0
+        };
         st.ring[bucket] = st.ring[bucket].saturating_add(all_requests.min(u32::MAX as u64) as u32);
         let window_requests: u64 = st.ring.iter().map(|&v| v as u64).sum();
         for (i, spec) in signals.iter().enumerate() {
             let s = &mut st.sig[i];
             s.last_events = 0;
-            update(s, spec, bucket, new_bucket, evicted, all_events[i], window_requests, decay, tick_no, &self.timing);
+            update(
+                s,
+                spec,
+                bucket,
+                new_bucket,
+                evicted,
+                all_events[i],
+                window_requests,
+                decay,
+                tick_no,
+                &self.timing,
+            );
             views[i].overall = SeriesView {
                 active: s.active,
                 short: s.short,
@@ -460,7 +497,10 @@ mod tests {
             cfg.detector.short_window = Duration::from_secs(60);
             f(&mut cfg);
             let spec = ResolverSpec::from_config(&cfg.tenant).unwrap();
-            let det = Detector::new(Timing::from_config(&cfg), SignalSpec::all_from_config(&cfg).unwrap());
+            let det = Detector::new(
+                Timing::from_config(&cfg),
+                SignalSpec::all_from_config(&cfg).unwrap(),
+            );
             Sim {
                 reg: Registry::new(100),
                 spec,
@@ -494,7 +534,11 @@ mod tests {
         }
 
         fn overall(snap: &Snapshot, signal: &str) -> SeriesView {
-            snap.signals.iter().find(|s| s.name == signal).unwrap().overall
+            snap.signals
+                .iter()
+                .find(|s| s.name == signal)
+                .unwrap()
+                .overall
         }
     }
 
@@ -506,7 +550,10 @@ mod tests {
             sim.send("inkhouse", 10, u64::from(s % 10 == 0), 500);
             sim.send("blackcat", 10, 0, 500);
             let snap = sim.tick();
-            assert!(!Sim::tenant_active(&snap, "5xx", "inkhouse"), "false positive at {s}s");
+            assert!(
+                !Sim::tenant_active(&snap, "5xx", "inkhouse"),
+                "false positive at {s}s"
+            );
         }
         // burst: half of inkhouse's requests fail
         let mut raised_after = None;
@@ -537,9 +584,17 @@ mod tests {
         }
         let cleared_after = cleared_after.expect("spike never cleared");
         assert!(cleared_after >= 30, "cleared too early: {cleared_after}s");
-        assert!(cleared_after <= 60 + 30 + 5, "cleared too late: {cleared_after}s");
+        assert!(
+            cleared_after <= 60 + 30 + 5,
+            "cleared too late: {cleared_after}s"
+        );
         let v = sim.det.step(&sim.reg);
-        let inkhouse = v.signals[0].tenants.iter().find(|(t, _)| t == "inkhouse").unwrap().1;
+        let inkhouse = v.signals[0]
+            .tenants
+            .iter()
+            .find(|(t, _)| t == "inkhouse")
+            .unwrap()
+            .1;
         assert_eq!(inkhouse.spikes_total, 1);
     }
 
@@ -588,12 +643,17 @@ mod tests {
             sim.send("c", 5, 0, 451);
             sim.send("d", 5, 5, 451);
             let snap = sim.tick();
-            if Sim::tenant_active(&snap, "suspended", "d") && Sim::overall(&snap, "suspended").active {
+            if Sim::tenant_active(&snap, "suspended", "d")
+                && Sim::overall(&snap, "suspended").active
+            {
                 raised = true;
                 break;
             }
         }
-        assert!(raised, "451 flood for one tenant did not raise suspended (tenant and overall)");
+        assert!(
+            raised,
+            "451 flood for one tenant did not raise suspended (tenant and overall)"
+        );
     }
 
     #[test]

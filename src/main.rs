@@ -18,7 +18,11 @@ use statuswatch::server::{self, RunOptions};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "statuswatch", version, about = "A status-monitoring sidecar reverse proxy")]
+#[command(
+    name = "statuswatch",
+    version,
+    about = "A status-monitoring sidecar reverse proxy"
+)]
 struct Cli {
     /// Config file (TOML). Without one, the built-in defaults (= config/statuswatch.toml) apply.
     /// Any key can be overridden with STATUSWATCH__SECTION__KEY environment variables.
@@ -147,7 +151,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("  proxy     http://{listen}  (try: curl -H 'X-Tenant-Name: inkhouse' -H 'X-Api-Key: k' http://{listen}/api/v2/customers)");
             println!("  metrics   http://{admin_listen}/metrics");
             println!("  upstream  http://{upstream_listen}  (the bundled REV23-like demo API)");
-            println!("  traffic   {rps} req/s across {} studios; incidents repeat every 3 minutes", statuswatch::demo::STUDIOS.len());
+            println!(
+                "  traffic   {rps} req/s across {} studios; incidents repeat every 3 minutes",
+                statuswatch::demo::STUDIOS.len()
+            );
             println!("  stop with Ctrl-C");
             server::run_server(srv, shared)
         }

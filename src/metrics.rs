@@ -50,7 +50,14 @@ pub fn render(shared: &Shared, out: &mut String) {
             }
             for (class, n) in undocumented.iter().enumerate() {
                 if *n > 0 {
-                    responses_line(out, tenant, Code::Undocumented, CLASS_LABELS[class], origin, *n);
+                    responses_line(
+                        out,
+                        tenant,
+                        Code::Undocumented,
+                        CLASS_LABELS[class],
+                        origin,
+                        *n,
+                    );
                 }
             }
         }
@@ -159,10 +166,24 @@ pub fn render(shared: &Shared, out: &mut String) {
         "1 while a spike of the signal is active; tenant=\"__all__\" is the overall series.",
     );
     for sig in &snap.signals {
-        spike_line(out, "statuswatch_spike_active", &sig.name, ALL, None, if sig.overall.active { 1.0 } else { 0.0 });
+        spike_line(
+            out,
+            "statuswatch_spike_active",
+            &sig.name,
+            ALL,
+            None,
+            if sig.overall.active { 1.0 } else { 0.0 },
+        );
         for (tenant, v) in &sig.tenants {
             if v.active {
-                spike_line(out, "statuswatch_spike_active", &sig.name, tenant, None, 1.0);
+                spike_line(
+                    out,
+                    "statuswatch_spike_active",
+                    &sig.name,
+                    tenant,
+                    None,
+                    1.0,
+                );
             }
         }
     }
@@ -173,22 +194,64 @@ pub fn render(shared: &Shared, out: &mut String) {
         "The detector's inputs: the signal's share of requests in the short window and its long-run baseline.",
     );
     for sig in &snap.signals {
-        spike_line(out, "statuswatch_signal_ratio", &sig.name, ALL, Some("short"), sig.overall.short);
-        spike_line(out, "statuswatch_signal_ratio", &sig.name, ALL, Some("baseline"), sig.overall.baseline);
+        spike_line(
+            out,
+            "statuswatch_signal_ratio",
+            &sig.name,
+            ALL,
+            Some("short"),
+            sig.overall.short,
+        );
+        spike_line(
+            out,
+            "statuswatch_signal_ratio",
+            &sig.name,
+            ALL,
+            Some("baseline"),
+            sig.overall.baseline,
+        );
         for (tenant, v) in &sig.tenants {
             if v.active {
-                spike_line(out, "statuswatch_signal_ratio", &sig.name, tenant, Some("short"), v.short);
-                spike_line(out, "statuswatch_signal_ratio", &sig.name, tenant, Some("baseline"), v.baseline);
+                spike_line(
+                    out,
+                    "statuswatch_signal_ratio",
+                    &sig.name,
+                    tenant,
+                    Some("short"),
+                    v.short,
+                );
+                spike_line(
+                    out,
+                    "statuswatch_signal_ratio",
+                    &sig.name,
+                    tenant,
+                    Some("baseline"),
+                    v.baseline,
+                );
             }
         }
     }
     header(out, "statuswatch_spikes_total", "counter", "Spike onsets.");
     for sig in &snap.signals {
-        spike_line(out, "statuswatch_spikes_total", &sig.name, ALL, None, sig.overall.spikes_total as f64);
+        spike_line(
+            out,
+            "statuswatch_spikes_total",
+            &sig.name,
+            ALL,
+            None,
+            sig.overall.spikes_total as f64,
+        );
         // Every tenant the detector tracks gets a series from 0, so that
         // increase() sees its first onset (a series born at 1 hides it).
         for (tenant, v) in &sig.tenants {
-            spike_line(out, "statuswatch_spikes_total", &sig.name, tenant, None, v.spikes_total as f64);
+            spike_line(
+                out,
+                "statuswatch_spikes_total",
+                &sig.name,
+                tenant,
+                None,
+                v.spikes_total as f64,
+            );
         }
     }
 
@@ -229,7 +292,11 @@ pub fn render(shared: &Shared, out: &mut String) {
     }
 
     header(out, "statuswatch_build_info", "gauge", "Build information.");
-    let _ = writeln!(out, "statuswatch_build_info{{version=\"{}\"}} 1", crate::VERSION);
+    let _ = writeln!(
+        out,
+        "statuswatch_build_info{{version=\"{}\"}} 1",
+        crate::VERSION
+    );
 
     header(
         out,
@@ -237,7 +304,10 @@ pub fn render(shared: &Shared, out: &mut String) {
         "counter",
         "Configuration reloads (SIGHUP) by result.",
     );
-    for (label, r) in [("success", ReloadResult::Success), ("failure", ReloadResult::Failure)] {
+    for (label, r) in [
+        ("success", ReloadResult::Success),
+        ("failure", ReloadResult::Failure),
+    ] {
         let _ = writeln!(
             out,
             "statuswatch_config_reloads_total{{result=\"{label}\"}} {}",
@@ -256,7 +326,10 @@ fn render_process(out: &mut String) {
         let collector = prometheus::process_collector::ProcessCollector::for_self();
         let families = collector.collect();
         let mut buf = Vec::new();
-        if prometheus::TextEncoder::new().encode(&families, &mut buf).is_ok() {
+        if prometheus::TextEncoder::new()
+            .encode(&families, &mut buf)
+            .is_ok()
+        {
             out.push_str(&String::from_utf8_lossy(&buf));
         }
     }
@@ -284,7 +357,14 @@ fn responses_line(out: &mut String, tenant: &str, code: Code, class: &str, origi
     out.push('\n');
 }
 
-fn spike_line(out: &mut String, metric: &str, signal: &str, tenant: &str, window: Option<&str>, v: f64) {
+fn spike_line(
+    out: &mut String,
+    metric: &str,
+    signal: &str,
+    tenant: &str,
+    window: Option<&str>,
+    v: f64,
+) {
     out.push_str(metric);
     out.push_str("{signal=\"");
     escape_into(out, signal);
@@ -300,7 +380,11 @@ fn spike_line(out: &mut String, metric: &str, signal: &str, tenant: &str, window
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+    let _ = writeln!(
+        out,
+        "# HELP {name} {}",
+        help.replace('\\', "\\\\").replace('\n', "\\n")
+    );
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 

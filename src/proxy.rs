@@ -139,7 +139,10 @@ impl ProxyHttp for StatusProxy {
             if let Some(v) = upstream_response.headers.get(h) {
                 // The API knows the real tenant: it overrides what the request claimed.
                 let now = self.shared.registry.now_secs(ctx.start);
-                ctx.tenant = self.shared.registry.lookup(&live.resolver, v.as_bytes(), now);
+                ctx.tenant = self
+                    .shared
+                    .registry
+                    .lookup(&live.resolver, v.as_bytes(), now);
             }
         }
         Ok(())
@@ -167,7 +170,9 @@ impl ProxyHttp for StatusProxy {
                         }
                     }
                     ErrorSource::Downstream => match e.etype() {
-                        ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                        ErrorType::WriteError
+                        | ErrorType::ReadError
+                        | ErrorType::ConnectionClosed => 0,
                         ErrorType::ReadTimedout => 408,
                         _ => 400,
                     },
@@ -238,9 +243,11 @@ impl ProxyHttp for StatusProxy {
         if !live.catalog.is_documented(code) {
             shared.global.undocumented(code);
         }
-        shared
-            .global
-            .observe(status::class_index(code), origin, end.saturating_duration_since(ctx.start));
+        shared.global.observe(
+            status::class_index(code),
+            origin,
+            end.saturating_duration_since(ctx.start),
+        );
 
         if let Some(e) = e {
             let req = session.req_header();
@@ -317,11 +324,26 @@ mod tests {
         assert!(is_timeout(&ErrorType::ReadTimedout));
         assert!(is_timeout(&ErrorType::ConnectTimedout));
         assert!(!is_timeout(&ErrorType::ConnectRefused));
-        assert_eq!(classify(&ErrorType::ConnectRefused), UpstreamErrorKind::ConnectRefused);
-        assert_eq!(classify(&ErrorType::ConnectTimedout), UpstreamErrorKind::ConnectTimeout);
-        assert_eq!(classify(&ErrorType::ReadTimedout), UpstreamErrorKind::ReadTimeout);
-        assert_eq!(classify(&ErrorType::ConnectionClosed), UpstreamErrorKind::Reset);
+        assert_eq!(
+            classify(&ErrorType::ConnectRefused),
+            UpstreamErrorKind::ConnectRefused
+        );
+        assert_eq!(
+            classify(&ErrorType::ConnectTimedout),
+            UpstreamErrorKind::ConnectTimeout
+        );
+        assert_eq!(
+            classify(&ErrorType::ReadTimedout),
+            UpstreamErrorKind::ReadTimeout
+        );
+        assert_eq!(
+            classify(&ErrorType::ConnectionClosed),
+            UpstreamErrorKind::Reset
+        );
         assert_eq!(classify(&ErrorType::InvalidCert), UpstreamErrorKind::Tls);
-        assert_eq!(classify(&ErrorType::InvalidHTTPHeader), UpstreamErrorKind::Other);
+        assert_eq!(
+            classify(&ErrorType::InvalidHTTPHeader),
+            UpstreamErrorKind::Other
+        );
     }
 }

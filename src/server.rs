@@ -62,7 +62,9 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
         work_stealing: true,
         upstream_keepalive_pool_size: cfg.proxy.keepalive_pool_size,
         grace_period_seconds: Some(cfg.proxy.grace_period.as_secs_f64().ceil() as u64),
-        graceful_shutdown_timeout_seconds: Some(cfg.proxy.shutdown_timeout.as_secs_f64().ceil() as u64),
+        graceful_shutdown_timeout_seconds: Some(
+            cfg.proxy.shutdown_timeout.as_secs_f64().ceil() as u64
+        ),
         upgrade_sock: format!("/tmp/statuswatch-upgrade-{}.sock", cfg.proxy.listen.port()),
         pid_file: format!("/tmp/statuswatch-{}.pid", cfg.proxy.listen.port()),
         ..ServerConf::default()
@@ -168,7 +170,11 @@ impl ShutdownSignalWatch for Signals {
         // pingora sleeps the whole grace period even when nothing is in
         // flight; exit as soon as the last request is done instead.
         let shared = self.shared;
-        let settle = if upgrade { Duration::from_secs(5) } else { Duration::from_millis(200) };
+        let settle = if upgrade {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(200)
+        };
         std::thread::spawn(move || drain_then_exit(shared, settle));
         if upgrade {
             ShutdownSignal::GracefulUpgrade
@@ -188,8 +194,13 @@ fn drain_then_exit(shared: &'static Shared, settle: Duration) {
             if quiet >= 4 {
                 // The last scrape may predate the final requests: log the totals.
                 let mut total = 0u64;
-                shared.registry.for_each(|_, _, slot| total += slot.counters.total());
-                tracing::info!(responses_total = total, "drained: no request in flight; exiting");
+                shared
+                    .registry
+                    .for_each(|_, _, slot| total += slot.counters.total());
+                tracing::info!(
+                    responses_total = total,
+                    "drained: no request in flight; exiting"
+                );
                 std::process::exit(0);
             }
         } else {
@@ -229,7 +240,7 @@ impl BackgroundService for DetectorTask {
             ticks += 1;
             let every = (live.resolver.idle_ttl.as_secs_f64() / 4.0 / self.tick.as_secs_f64())
                 .clamp(1.0, 60.0) as u64;
-            if ticks % every == 0 {
+            if ticks.is_multiple_of(every) {
                 let now = self.shared.registry.now_secs(std::time::Instant::now());
                 let freed = self.shared.registry.sweep(&live.resolver, now);
                 if freed > 0 {

@@ -66,17 +66,18 @@ impl ResolverSpec {
         }
         let mut sources = Vec::new();
         for (i, s) in cfg.sources.iter().enumerate() {
-            let src = match s.trim().to_ascii_lowercase().as_str() {
-                "header" => Source::Header,
-                "host" => Source::Host,
-                "path" => Source::Path,
-                other => {
-                    return Err(ConfigError::invalid(
+            let src =
+                match s.trim().to_ascii_lowercase().as_str() {
+                    "header" => Source::Header,
+                    "host" => Source::Host,
+                    "path" => Source::Path,
+                    other => return Err(ConfigError::invalid(
                         format!("tenant.sources[{i}]"),
-                        format!("unknown source {other:?}; expected \"header\", \"host\" or \"path\""),
-                    ))
-                }
-            };
+                        format!(
+                            "unknown source {other:?}; expected \"header\", \"host\" or \"path\""
+                        ),
+                    )),
+                };
             if sources.contains(&src) {
                 return Err(ConfigError::invalid(
                     format!("tenant.sources[{i}]"),
@@ -86,12 +87,18 @@ impl ResolverSpec {
             sources.push(src);
         }
         let header = HeaderName::from_bytes(cfg.header.trim().as_bytes()).map_err(|_| {
-            ConfigError::invalid("tenant.header", format!("{:?} is not a valid header name", cfg.header))
+            ConfigError::invalid(
+                "tenant.header",
+                format!("{:?} is not a valid header name", cfg.header),
+            )
         })?;
         let response_header = match cfg.response_header.trim() {
             "" => None,
             h => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                ConfigError::invalid("tenant.response_header", format!("{h:?} is not a valid header name"))
+                ConfigError::invalid(
+                    "tenant.response_header",
+                    format!("{h:?} is not a valid header name"),
+                )
             })?),
         };
         let host_suffix = cfg.host_suffix.trim().to_ascii_lowercase();
@@ -123,7 +130,10 @@ impl ResolverSpec {
             ));
         }
         if cfg.idle_ttl < Duration::from_secs(1) {
-            return Err(ConfigError::invalid("tenant.idle_ttl", "must be at least 1s"));
+            return Err(ConfigError::invalid(
+                "tenant.idle_ttl",
+                "must be at least 1s",
+            ));
         }
         let mut spec = ResolverSpec {
             sources,
@@ -202,7 +212,11 @@ fn host_subdomain<'h>(host: &'h [u8], suffix: &[u8]) -> Option<&'h [u8]> {
         _ => host,
     };
     let host = host.strip_suffix(b".").unwrap_or(host);
-    let suffix = if suffix.first() == Some(&b'.') { suffix } else { return None };
+    let suffix = if suffix.first() == Some(&b'.') {
+        suffix
+    } else {
+        return None;
+    };
     if host.len() <= suffix.len() {
         return None;
     }
@@ -457,7 +471,10 @@ impl Registry {
                 let idle = now.saturating_sub(self.slot(**r).last_seen.load(Ordering::Relaxed));
                 idle > ttl
                     || !spec.is_valid(name)
-                    || spec.allowlist.as_ref().is_some_and(|a| !a.contains(&***name))
+                    || spec
+                        .allowlist
+                        .as_ref()
+                        .is_some_and(|a| !a.contains(&***name))
             })
             .map(|(name, r)| (name.clone(), *r))
             .collect();
@@ -496,7 +513,10 @@ impl Registry {
     /// Visit every slot with its label: the reserved ones, then every tenant.
     pub fn for_each(&self, mut f: impl FnMut(&str, SlotRef, &TenantSlot)) {
         for (i, name) in RESERVED_NAMES.iter().enumerate() {
-            let r = SlotRef { idx: i as u32, gen: 0 };
+            let r = SlotRef {
+                idx: i as u32,
+                gen: 0,
+            };
             f(name, r, self.slot(r));
         }
         let map = self.map.pin();
@@ -521,8 +541,14 @@ impl Registry {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -531,7 +557,13 @@ pub fn redact(secret: &[u8]) -> String {
     let shown: String = secret
         .iter()
         .take(8)
-        .map(|&b| if b.is_ascii_alphanumeric() { b as char } else { '?' })
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() {
+                b as char
+            } else {
+                '?'
+            }
+        })
         .collect();
     if secret.len() > 8 {
         format!("{shown}…")
@@ -583,7 +615,11 @@ mod tests {
             SlotRef::INVALID
         );
         assert_eq!(
-            reg.resolve(&spec, &req("/", &[("X-Tenant-Name", "caf\u{e9}".as_bytes())]), 0),
+            reg.resolve(
+                &spec,
+                &req("/", &[("X-Tenant-Name", "caf\u{e9}".as_bytes())]),
+                0
+            ),
             SlotRef::INVALID
         );
         let long = "a".repeat(64);
@@ -600,13 +636,20 @@ mod tests {
             c.sources = vec!["host".into(), "path".into(), "header".into()];
         });
         let reg = Registry::new(10);
-        let r = reg.resolve(&spec, &req("/t/pathstudio/x", &[("Host", b"HostStudio.REV23.com:8443")]), 0);
+        let r = reg.resolve(
+            &spec,
+            &req("/t/pathstudio/x", &[("Host", b"HostStudio.REV23.com:8443")]),
+            0,
+        );
         assert_eq!(label(&reg, r), "hoststudio");
         let r = reg.resolve(&spec, &req("/t/pathstudio/x", &[("Host", b"rev23.com")]), 0);
         assert_eq!(label(&reg, r), "pathstudio");
         let r = reg.resolve(
             &spec,
-            &req("/api/v2/customers", &[("Host", b"other.example"), ("X-Tenant-Name", b"hdr")]),
+            &req(
+                "/api/v2/customers",
+                &[("Host", b"other.example"), ("X-Tenant-Name", b"hdr")],
+            ),
             0,
         );
         assert_eq!(label(&reg, r), "hdr");
@@ -642,7 +685,10 @@ mod tests {
         let mut c = Config::defaults().unwrap().tenant;
         c.allowlist_file = path.to_string_lossy().into();
         let e = ResolverSpec::from_config(&c).unwrap_err().to_string();
-        assert!(e.starts_with("tenant.allowlist_file") && e.contains(":1:"), "{e}");
+        assert!(
+            e.starts_with("tenant.allowlist_file") && e.contains(":1:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -23,21 +23,54 @@ fn exact_counts_per_label_set() {
     for code in DOCUMENTED {
         for (tenant, times) in [("inkhouse", 2), ("BlackCat", 1)] {
             for _ in 0..times {
-                let r = get(sw.proxy, &format!("/status/{code}"), &[("X-Tenant-Name", tenant), ("X-Api-Key", "k")]).unwrap();
+                let r = get(
+                    sw.proxy,
+                    &format!("/status/{code}"),
+                    &[("X-Tenant-Name", tenant), ("X-Api-Key", "k")],
+                )
+                .unwrap();
                 assert_eq!(r.status, code);
             }
         }
     }
     // undocumented codes
     for _ in 0..3 {
-        assert_eq!(get(sw.proxy, "/status/429", &[("X-Tenant-Name", "inkhouse")]).unwrap().status, 429);
+        assert_eq!(
+            get(sw.proxy, "/status/429", &[("X-Tenant-Name", "inkhouse")])
+                .unwrap()
+                .status,
+            429
+        );
     }
-    assert_eq!(get(sw.proxy, "/status/302", &[("X-Tenant-Name", "inkhouse")]).unwrap().status, 302);
+    assert_eq!(
+        get(sw.proxy, "/status/302", &[("X-Tenant-Name", "inkhouse")])
+            .unwrap()
+            .status,
+        302
+    );
     // no tenant, invalid tenant
     assert_eq!(get(sw.proxy, "/status/200", &[]).unwrap().status, 200);
     assert_eq!(get(sw.proxy, "/status/200", &[]).unwrap().status, 200);
-    assert_eq!(get(sw.proxy, "/status/404", &[("X-Tenant-Name", "not_a_studio!")]).unwrap().status, 404);
-    assert_eq!(get(sw.proxy, "/status/200", &[("X-Tenant-Name", &"x".repeat(200))]).unwrap().status, 200);
+    assert_eq!(
+        get(
+            sw.proxy,
+            "/status/404",
+            &[("X-Tenant-Name", "not_a_studio!")]
+        )
+        .unwrap()
+        .status,
+        404
+    );
+    assert_eq!(
+        get(
+            sw.proxy,
+            "/status/200",
+            &[("X-Tenant-Name", &"x".repeat(200))]
+        )
+        .unwrap()
+        .status,
+        200
+    );
 
     let m = sw.metrics();
     let resp = "statuswatch_responses_total";
@@ -45,20 +78,95 @@ fn exact_counts_per_label_set() {
         let c = code.to_string();
         for (tenant, times) in [("inkhouse", 2.0), ("blackcat", 1.0)] {
             assert_eq!(
-                m.get(resp, &[("tenant", tenant), ("code", &c), ("class", &class_of(code)), ("origin", "upstream")]),
+                m.get(
+                    resp,
+                    &[
+                        ("tenant", tenant),
+                        ("code", &c),
+                        ("class", &class_of(code)),
+                        ("origin", "upstream")
+                    ]
+                ),
                 Some(times),
                 "{tenant} {code}\n{}",
                 m.text
             );
         }
     }
-    assert_eq!(m.get(resp, &[("tenant", "inkhouse"), ("code", "undocumented"), ("class", "4xx"), ("origin", "upstream")]), Some(3.0));
-    assert_eq!(m.get(resp, &[("tenant", "inkhouse"), ("code", "undocumented"), ("class", "3xx"), ("origin", "upstream")]), Some(1.0));
-    assert_eq!(m.get(resp, &[("tenant", "__none__"), ("code", "200"), ("class", "2xx"), ("origin", "upstream")]), Some(2.0));
-    assert_eq!(m.get(resp, &[("tenant", "__invalid__"), ("code", "404"), ("class", "4xx"), ("origin", "upstream")]), Some(1.0));
-    assert_eq!(m.get(resp, &[("tenant", "__invalid__"), ("code", "200"), ("class", "2xx"), ("origin", "upstream")]), Some(1.0));
-    assert_eq!(m.get("statuswatch_undocumented_responses_total", &[("code", "429")]), Some(3.0));
-    assert_eq!(m.get("statuswatch_undocumented_responses_total", &[("code", "302")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            resp,
+            &[
+                ("tenant", "inkhouse"),
+                ("code", "undocumented"),
+                ("class", "4xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            resp,
+            &[
+                ("tenant", "inkhouse"),
+                ("code", "undocumented"),
+                ("class", "3xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            resp,
+            &[
+                ("tenant", "__none__"),
+                ("code", "200"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.get(
+            resp,
+            &[
+                ("tenant", "__invalid__"),
+                ("code", "404"),
+                ("class", "4xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            resp,
+            &[
+                ("tenant", "__invalid__"),
+                ("code", "200"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", "429")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", "302")]
+        ),
+        Some(1.0)
+    );
     // total = every request sent, nothing else
     assert_eq!(m.sum(resp, &[]), (DOCUMENTED.len() * 3 + 4 + 4) as f64);
     assert_eq!(m.sum(resp, &[("origin", "proxy")]), 0.0);
@@ -68,7 +176,12 @@ fn exact_counts_per_label_set() {
     // the histogram saw every request
     let count = m.sum("statuswatch_request_duration_seconds_count", &[]);
     assert_eq!(count, m.sum(resp, &[]));
-    assert!(m.get("statuswatch_request_duration_seconds_bucket", &[("class", "2xx"), ("origin", "upstream"), ("le", "+Inf")]).is_some());
+    assert!(m
+        .get(
+            "statuswatch_request_duration_seconds_bucket",
+            &[("class", "2xx"), ("origin", "upstream"), ("le", "+Inf")]
+        )
+        .is_some());
     // the latest answer for inkhouse was not 451; blackcat's neither
     assert_eq!(m.count("statuswatch_tenant_suspended"), 0);
     assert_eq!(m.get("statuswatch_suspensions_total", &[]), Some(2.0));
@@ -76,8 +189,20 @@ fn exact_counts_per_label_set() {
         m.get("statuswatch_status_code_info", &[("code", "451"), ("reason", "Unavailable For Legal Reasons"), ("meaning", "the studio's subscription is suspended over a suspected terms-of-service violation")]),
         Some(1.0)
     );
-    assert_eq!(m.get("statuswatch_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
-    assert_eq!(m.get("statuswatch_spike_active", &[("signal", "5xx"), ("tenant", "__all__")]).is_some(), true);
+    assert_eq!(
+        m.get(
+            "statuswatch_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_spike_active",
+            &[("signal", "5xx"), ("tenant", "__all__")]
+        ),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -89,13 +214,22 @@ fn suspended_tenant_gauge_follows_latest_answer() {
     get(sw.proxy, "/status/451", &t).unwrap();
     get(sw.proxy, "/status/451", &t).unwrap();
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_tenant_suspended", &[("tenant", "shadyink")]), Some(1.0));
+    assert_eq!(
+        m.get("statuswatch_tenant_suspended", &[("tenant", "shadyink")]),
+        Some(1.0)
+    );
     assert_eq!(m.get("statuswatch_suspensions_total", &[]), Some(1.0));
     get(sw.proxy, "/status/200", &t).unwrap();
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_tenant_suspended", &[("tenant", "shadyink")]), None);
+    assert_eq!(
+        m.get("statuswatch_tenant_suspended", &[("tenant", "shadyink")]),
+        None
+    );
     get(sw.proxy, "/status/451", &t).unwrap();
-    assert_eq!(sw.metrics().get("statuswatch_suspensions_total", &[]), Some(2.0));
+    assert_eq!(
+        sw.metrics().get("statuswatch_suspensions_total", &[]),
+        Some(2.0)
+    );
 }
 
 #[test]
@@ -103,19 +237,50 @@ fn upstream_down_is_502_from_the_proxy() {
     let dead = free_addr(); // nothing listens here
     let sw = Statuswatch::start(dead, "");
     for _ in 0..3 {
-        let r = get(sw.proxy, "/api/v2/customers", &[("X-Tenant-Name", "inkhouse")]).unwrap();
+        let r = get(
+            sw.proxy,
+            "/api/v2/customers",
+            &[("X-Tenant-Name", "inkhouse")],
+        )
+        .unwrap();
         assert_eq!(r.status, 502);
     }
     let m = sw.metrics();
     assert_eq!(
-        m.get("statuswatch_responses_total", &[("tenant", "inkhouse"), ("code", "undocumented"), ("class", "5xx"), ("origin", "proxy")]),
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "inkhouse"),
+                ("code", "undocumented"),
+                ("class", "5xx"),
+                ("origin", "proxy")
+            ]
+        ),
         Some(3.0),
         "{}",
         m.text
     );
-    assert_eq!(m.get("statuswatch_undocumented_responses_total", &[("code", "502")]), Some(3.0));
-    assert_eq!(m.get("statuswatch_upstream_errors_total", &[("kind", "connect_refused")]), Some(3.0));
-    assert_eq!(m.get("statuswatch_upstream_errors_total", &[("kind", "read_timeout")]), Some(0.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", "502")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_upstream_errors_total",
+            &[("kind", "connect_refused")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_upstream_errors_total",
+            &[("kind", "read_timeout")]
+        ),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -133,24 +298,62 @@ fn slow_upstream_is_504_from_the_proxy() {
     assert_eq!(r.status, 504);
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     // a fast request still works
-    assert_eq!(get(sw.proxy, "/status/200", &[("X-Tenant-Name", "inkhouse")]).unwrap().status, 200);
+    assert_eq!(
+        get(sw.proxy, "/status/200", &[("X-Tenant-Name", "inkhouse")])
+            .unwrap()
+            .status,
+        200
+    );
     let m = sw.metrics();
     assert_eq!(
-        m.get("statuswatch_responses_total", &[("tenant", "inkhouse"), ("code", "undocumented"), ("class", "5xx"), ("origin", "proxy")]),
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "inkhouse"),
+                ("code", "undocumented"),
+                ("class", "5xx"),
+                ("origin", "proxy")
+            ]
+        ),
         Some(1.0)
     );
-    assert_eq!(m.get("statuswatch_undocumented_responses_total", &[("code", "504")]), Some(1.0));
-    assert_eq!(m.get("statuswatch_upstream_errors_total", &[("kind", "read_timeout")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", "504")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_upstream_errors_total",
+            &[("kind", "read_timeout")]
+        ),
+        Some(1.0)
+    );
 }
 
 #[test]
 fn upstream_5xx_stays_upstream_origin() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
-    assert_eq!(get(sw.proxy, "/status/502", &[("X-Tenant-Name", "a")]).unwrap().status, 502);
+    assert_eq!(
+        get(sw.proxy, "/status/502", &[("X-Tenant-Name", "a")])
+            .unwrap()
+            .status,
+        502
+    );
     let m = sw.metrics();
     assert_eq!(
-        m.get("statuswatch_responses_total", &[("tenant", "a"), ("code", "undocumented"), ("class", "5xx"), ("origin", "upstream")]),
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "a"),
+                ("code", "undocumented"),
+                ("class", "5xx"),
+                ("origin", "upstream")
+            ]
+        ),
         Some(1.0)
     );
     assert_eq!(m.sum("statuswatch_upstream_errors_total", &[]), 0.0);
@@ -164,14 +367,20 @@ fn bodies_pass_through_byte_for_byte() {
     let body = pattern(5 * 1024 * 1024 + 13);
     let r = request(sw.proxy, "POST", "/echo", &[("X-Tenant-Name", "a")], &body).unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.body == body, "upload echoed back differs ({} vs {} bytes)", r.body.len(), body.len());
+    assert!(
+        r.body == body,
+        "upload echoed back differs ({} vs {} bytes)",
+        r.body.len(),
+        body.len()
+    );
     // chunked upload
     let conn = TcpStream::connect(sw.proxy).unwrap();
     let mut w = conn.try_clone().unwrap();
     w.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
     let data = pattern(300_000);
     for chunk in data.chunks(70_001) {
-        w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .unwrap();
         w.write_all(chunk).unwrap();
         w.write_all(b"\r\n").unwrap();
     }
@@ -185,21 +394,35 @@ fn bodies_pass_through_byte_for_byte() {
     assert_eq!(r.body.len(), 8_388_617);
     assert!(r.body == pattern(8_388_617), "download differs");
     let m = sw.metrics();
-    assert_eq!(m.sum("statuswatch_responses_total", &[("code", "200")]), 3.0);
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("code", "200")]),
+        3.0
+    );
 }
 
 #[test]
 fn forwarding_headers_and_transparency() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
-    let r = get(sw.proxy, "/headers", &[("X-Forwarded-For", "203.0.113.7"), ("X-Custom", "kept")]).unwrap();
+    let r = get(
+        sw.proxy,
+        "/headers",
+        &[("X-Forwarded-For", "203.0.113.7"), ("X-Custom", "kept")],
+    )
+    .unwrap();
     let text = String::from_utf8_lossy(&r.body).to_string();
-    assert!(text.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("x-forwarded-for: 203.0.113.7, 127.0.0.1"),
+        "{text}"
+    );
     assert!(text.contains("x-forwarded-proto: http"), "{text}");
     assert!(text.contains("x-custom: kept"), "{text}");
     let r = get(sw.proxy, "/headers", &[("X-Forwarded-Proto", "https")]).unwrap();
     let text = String::from_utf8_lossy(&r.body).to_string();
-    assert!(text.contains("x-forwarded-proto: https") && !text.contains("x-forwarded-proto: http\n"), "{text}");
+    assert!(
+        text.contains("x-forwarded-proto: https") && !text.contains("x-forwarded-proto: http\n"),
+        "{text}"
+    );
     // what the upstream sent is what the client gets
     let r = get(sw.proxy, "/status/409", &[]).unwrap();
     assert_eq!(r.status, 409);
@@ -215,7 +438,10 @@ fn upstream_connections_are_reused() {
         assert_eq!(get(sw.proxy, "/status/200", &[]).unwrap().status, 200);
     }
     let conns = up.connections.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(conns <= 4, "{conns} upstream connections for 50 sequential requests");
+    assert!(
+        conns <= 4,
+        "{conns} upstream connections for 50 sequential requests"
+    );
 }
 
 #[test]
@@ -224,17 +450,29 @@ fn client_gone_before_response_counts_499() {
     let sw = Statuswatch::start(up.addr, "");
     {
         let mut c = TcpStream::connect(sw.proxy).unwrap();
-        c.write_all(b"GET /slow/800 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: quitter\r\n\r\n").unwrap();
+        c.write_all(b"GET /slow/800 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: quitter\r\n\r\n")
+            .unwrap();
         std::thread::sleep(Duration::from_millis(150));
     } // dropped: the client leaves
     eventually(Duration::from_secs(5), "499 tallied", || {
         sw.metrics().get(
             "statuswatch_responses_total",
-            &[("tenant", "quitter"), ("code", "undocumented"), ("class", "4xx"), ("origin", "proxy")],
+            &[
+                ("tenant", "quitter"),
+                ("code", "undocumented"),
+                ("class", "4xx"),
+                ("origin", "proxy"),
+            ],
         ) == Some(1.0)
     });
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_undocumented_responses_total", &[("code", "499")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", "499")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(m.get("statuswatch_requests_in_flight", &[]), Some(0.0));
 }
 
@@ -242,11 +480,27 @@ fn client_gone_before_response_counts_499() {
 fn connect_method_is_refused_and_counted() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
-    let out = raw(sw.proxy, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", Duration::from_secs(2));
-    assert!(out.starts_with(b"HTTP/1.1 405"), "{}", String::from_utf8_lossy(&out));
+    let out = raw(
+        sw.proxy,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(
+        out.starts_with(b"HTTP/1.1 405"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     let m = sw.metrics();
     assert_eq!(
-        m.get("statuswatch_responses_total", &[("tenant", "__none__"), ("code", "undocumented"), ("class", "4xx"), ("origin", "proxy")]),
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "__none__"),
+                ("code", "undocumented"),
+                ("class", "4xx"),
+                ("origin", "proxy")
+            ]
+        ),
         Some(1.0),
         "{}",
         m.text
@@ -269,9 +523,25 @@ fn env_overrides_config_file() {
             ("STATUSWATCH__TENANT__MAX_TENANTS", "7"),
         ],
     );
-    assert_eq!(get(sw.proxy, "/status/201", &[("X-Studio", "envstudio")]).unwrap().status, 201);
+    assert_eq!(
+        get(sw.proxy, "/status/201", &[("X-Studio", "envstudio")])
+            .unwrap()
+            .status,
+        201
+    );
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "envstudio"), ("code", "201"), ("class", "2xx"), ("origin", "upstream")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "envstudio"),
+                ("code", "201"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0)
+    );
     assert_eq!(m.get("statuswatch_tenants_limit", &[]), Some(7.0));
 }
 
@@ -283,7 +553,10 @@ fn admin_endpoints() {
     assert_eq!(get(sw.admin, "/readyz", &[]).unwrap().status, 200);
     assert_eq!(get(sw.admin, "/nope", &[]).unwrap().status, 404);
     let r = get(sw.admin, "/metrics", &[]).unwrap();
-    assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
     // every line is a comment or a sample with a numeric value
     let text = String::from_utf8(r.body).unwrap();
     for line in text.lines() {
@@ -291,7 +564,10 @@ fn admin_endpoints() {
             continue;
         }
         let v = line.rsplit_once(' ').map(|(_, v)| v).unwrap_or("x");
-        assert!(v.parse::<f64>().is_ok() || v == "+Inf" || v == "NaN", "bad line {line:?}");
+        assert!(
+            v.parse::<f64>().is_ok() || v == "+Inf" || v == "NaN",
+            "bad line {line:?}"
+        );
     }
     assert!(text.contains("process_resident_memory_bytes"));
 }
@@ -308,8 +584,18 @@ fn admin_token_and_allowlist() {
     );
     let sw = Statuswatch::start_with(&toml, proxy, admin, &[]);
     assert_eq!(get(sw.admin, "/metrics", &[]).unwrap().status, 401);
-    assert_eq!(get(sw.admin, "/metrics", &[("Authorization", "Bearer wrong")]).unwrap().status, 401);
-    let r = get(sw.admin, "/metrics", &[("Authorization", "Bearer s3cret-token")]).unwrap();
+    assert_eq!(
+        get(sw.admin, "/metrics", &[("Authorization", "Bearer wrong")])
+            .unwrap()
+            .status,
+        401
+    );
+    let r = get(
+        sw.admin,
+        "/metrics",
+        &[("Authorization", "Bearer s3cret-token")],
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert!(!String::from_utf8_lossy(&r.body).contains("s3cret-token"));
     // probes stay open for the kubelet

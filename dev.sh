@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# statuswatch developer entry point. Installs what it needs on a fresh Debian
+# machine (as root, or through sudo), then:
+#   ./dev.sh demo    build and run the proxy in front of the bundled demo API
+#   ./dev.sh test    the whole suite: fmt, clippy, unit + integration tests,
+#                    rule tests, deploy checks, end-to-end tests with real
+#                    Prometheus/Alertmanager, dashboard queries, bench smoke
+#   ./dev.sh bench   the full side-by-side benchmark (bench/run.sh)
+# One build profile (release) serves every step.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+ROOT="$(pwd)"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "dev.sh: need root (or sudo) to install: $*" >&2; return 1; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$APT_UPDATED" = 0 ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  echo "dev.sh: installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup_build() {
+  # pingora-core always builds zlib-ng (cmake); the upstream TLS backend is openssl.
+  apt_install cmake pkg-config libssl-dev gcc g++ make ca-certificates
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null || { echo "dev.sh: no Rust toolchain (cargo) found; install rustup first" >&2; exit 1; }
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+setup_test() {
+  setup_build
+  # shellcheck disable=SC2046
+  apt_install $(grep -v '^#' deploy/apt-packages.txt) curl
+}
+
+build() {
+  cargo build --release --locked --bins
+}
+
+cmd_demo() {
+  setup_build
+  build
+  exec "$ROOT/target/release/statuswatch" demo "$@"
+}
+
+SUITES_PASSED=0
+SUITES_FAILED=0
+FAILED_NAMES=()
+suite() {
+  local name="$1"; shift
+  echo
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    SUITES_PASSED=$((SUITES_PASSED + 1))
+    echo "=== $name: ok ($((SECONDS - t0))s)"
+  else
+    SUITES_FAILED=$((SUITES_FAILED + 1))
+    FAILED_NAMES+=("$name")
+    echo "=== $name: FAILED ($((SECONDS - t0))s)"
+  fi
+}
+
+cmd_test() {
+  setup_test
+  export STATUSWATCH_BIN="$ROOT/target/release/statuswatch"
+  suite "cargo fmt --check" cargo fmt --all -- --check
+  suite "build (release)" build
+  suite "cargo clippy -D warnings" cargo clippy --release --locked --all-targets -- -D warnings
+  suite "cargo test (unit + integration)" cargo test --release --locked -- --test-threads=2
+  suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
+  suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
+  suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
+  suite "e2e: every dashboard query against real Prometheus" python3 tests/e2e/test_dashboards.py
+  if [ -f bench/run.sh ]; then
+    suite "bench smoke" bash bench/run.sh --smoke
+  fi
+  echo
+  if [ "$SUITES_FAILED" -gt 0 ]; then
+    echo "failed suites: ${FAILED_NAMES[*]}"
+  fi
+  echo "suites: $SUITES_PASSED passed, $SUITES_FAILED failed"
+  [ "$SUITES_FAILED" -eq 0 ]
+}
+
+cmd_bench() {
+  setup_build
+  exec bash bench/run.sh "$@"
+}
+
+case "${1:-}" in
+  demo) shift; cmd_demo "$@" ;;
+  test) shift; cmd_test "$@" ;;
+  bench) shift; cmd_bench "$@" ;;
+  *) echo "usage: ./dev.sh demo|test|bench" >&2; exit 2 ;;
+esac
