@@ -235,8 +235,7 @@ impl BackgroundService for DetectorTask {
                 det.reconfigure(Timing::from_config(&live.config), live.signals.clone());
                 current = live.clone();
             }
-            let snap = det.step(&self.shared.registry);
-            self.shared.detector.store(Arc::new(snap));
+            // Sweep first, so a reclaimed tenant's detector series leave in the same tick.
             ticks += 1;
             let every = (live.resolver.idle_ttl.as_secs_f64() / 4.0 / self.tick.as_secs_f64())
                 .clamp(1.0, 60.0) as u64;
@@ -247,6 +246,8 @@ impl BackgroundService for DetectorTask {
                     tracing::debug!(freed, "reclaimed idle tenant slots");
                 }
             }
+            let snap = det.step(&self.shared.registry);
+            self.shared.detector.store(Arc::new(snap));
         }
     }
 }

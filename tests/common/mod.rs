@@ -41,7 +41,8 @@ pub struct SeenRequest {
 /// `/bytes/{n}` (chunked download of a known pattern), `/headers` (request
 /// headers back as text), `/reset` (RST without answering), `/reset-mid`
 /// (headers, part of the body, then RST), `/malformed` (garbage response),
-/// `/close` (answers then closes the keep-alive connection abruptly).
+/// `/close` (answers then closes the keep-alive connection abruptly),
+/// `/tenant/{name}` (200 with `X-Resolved-Tenant: {name}`).
 pub struct Upstream {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -131,7 +132,9 @@ fn read_body(r: &mut BufReader<TcpStream>, headers: &[(String, String)]) -> Opti
             body.extend_from_slice(&chunk[..n]);
         }
     }
-    let n = header(headers, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let n = header(headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; n];
     r.read_exact(&mut body).ok()?;
     Some(body)
@@ -144,11 +147,16 @@ fn reset(conn: &TcpStream) {
 }
 
 fn serve(conn: TcpStream) {
+    let _ = conn.set_nodelay(true);
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     loop {
-        let Some((start, headers)) = read_head(&mut r) else { return };
-        let Some(body) = read_body(&mut r, &headers) else { return };
+        let Some((start, headers)) = read_head(&mut r) else {
+            return;
+        };
+        let Some(body) = read_body(&mut r, &headers) else {
+            return;
+        };
         let mut parts = start.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let target = parts.next().unwrap_or("/").to_string();
@@ -158,14 +166,26 @@ fn serve(conn: TcpStream) {
                 "HTTP/1.1 {code} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
-            w.write_all(head.as_bytes())?;
+            // One write per response: no Nagle/delayed-ACK stalls on keep-alive.
+            let mut msg = head.into_bytes();
             if method != "HEAD" {
-                w.write_all(body)?;
+                msg.extend_from_slice(body);
             }
+            w.write_all(&msg)?;
             w.flush()
         };
         let res = if let Some(code) = path.strip_prefix("/status/") {
             respond(&mut w, code.parse().unwrap_or(400), b"{\"ok\":true}")
+        } else if let Some(name) = path.strip_prefix("/tenant/") {
+            // The API names the real tenant in a response header.
+            let body = b"{}";
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Resolved-Tenant: {name}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let mut msg = head.into_bytes();
+            msg.extend_from_slice(body);
+            w.write_all(&msg).and_then(|_| w.flush())
         } else if let Some(ms) = path.strip_prefix("/slow/") {
             thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             respond(&mut w, 200, b"slow")
@@ -228,7 +248,12 @@ pub struct Statuswatch {
     pub config_path: PathBuf,
 }
 
-pub fn config_toml(proxy: SocketAddr, admin: SocketAddr, upstream: SocketAddr, extra: &str) -> String {
+pub fn config_toml(
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    upstream: SocketAddr,
+    extra: &str,
+) -> String {
     // `extra` may reopen sections; TOML allows each table once, so callers
     // pass whole sections that are not [proxy]/[admin], or use proxy_extra.
     format!(
@@ -238,7 +263,12 @@ pub fn config_toml(proxy: SocketAddr, admin: SocketAddr, upstream: SocketAddr, e
 
 impl Statuswatch {
     /// Start with a full config text (use `config_toml`).
-    pub fn start_with(toml: &str, proxy: SocketAddr, admin: SocketAddr, env: &[(&str, &str)]) -> Statuswatch {
+    pub fn start_with(
+        toml: &str,
+        proxy: SocketAddr,
+        admin: SocketAddr,
+        env: &[(&str, &str)],
+    ) -> Statuswatch {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("statuswatch.toml");
         std::fs::write(&config_path, toml).unwrap();
@@ -266,7 +296,12 @@ impl Statuswatch {
 
     pub fn start(upstream: SocketAddr, extra: &str) -> Statuswatch {
         let (proxy, admin) = (free_addr(), free_addr());
-        Statuswatch::start_with(&config_toml(proxy, admin, upstream, extra), proxy, admin, &[])
+        Statuswatch::start_with(
+            &config_toml(proxy, admin, upstream, extra),
+            proxy,
+            admin,
+            &[],
+        )
     }
 
     pub fn wait_ready(&mut self) {
@@ -364,22 +399,37 @@ pub fn read_response(r: &mut BufReader<TcpStream>, head_only: bool) -> std::io::
         .ok_or(std::io::ErrorKind::InvalidData)?;
     let body = if head_only || status == 204 || status == 304 {
         Vec::new()
-    } else if header(&headers, "transfer-encoding").is_some() || header(&headers, "content-length").is_some() {
+    } else if header(&headers, "transfer-encoding").is_some()
+        || header(&headers, "content-length").is_some()
+    {
         read_body(r, &headers).ok_or(std::io::ErrorKind::UnexpectedEof)?
     } else {
         let mut b = Vec::new();
         r.read_to_end(&mut b)?;
         b
     };
-    Ok(Resp { status, headers, body })
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// One request on a new connection.
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Resp> {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Resp> {
     let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut w = conn.try_clone()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -432,7 +482,9 @@ impl Metrics {
             let value: f64 = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
             let (name, labels) = match key.split_once('{') {
                 Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
@@ -448,7 +500,10 @@ impl Metrics {
 
     /// Exact series value (labels in any order), or None.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.series.get(&key_of(name, &labels)).copied()
     }
 
@@ -462,11 +517,17 @@ impl Metrics {
         self.matching(name, labels).map(|(_, v)| v).sum()
     }
 
-    pub fn matching<'a>(&'a self, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = (&'a String, f64)> + 'a {
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = (&'a String, f64)> + 'a {
         let prefix = format!("{name}{{");
         self.series.iter().filter_map(move |(k, v)| {
             let ok = (k == name || k.starts_with(&prefix))
-                && labels.iter().all(|(lk, lv)| k.contains(&format!("{lk}=\"{lv}\"")));
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| k.contains(&format!("{lk}=\"{lv}\"")));
             ok.then_some((k, *v))
         })
     }
@@ -518,7 +579,9 @@ fn key_of(name: &str, labels: &[(String, String)]) -> String {
 
 /// Open file descriptors of a process.
 pub fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Resident set size of a process in KiB.
@@ -529,4 +592,30 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A keep-alive client connection for sending many requests quickly.
+pub struct KeepAlive {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: SocketAddr) -> KeepAlive {
+        let w = TcpStream::connect(addr).unwrap();
+        w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        w.set_nodelay(true).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        KeepAlive { w, r }
+    }
+
+    pub fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Resp> {
+        let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n");
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.w.write_all(req.as_bytes())?;
+        read_response(&mut self.r, false)
+    }
 }
