@@ -1,1 +1,225 @@
-fn main(){}
+//! Micro-benchmarks of statuswatch's own per-request and background work.
+//!
+//! * `hot_path/*`: what the proxy does per request besides forwarding it:
+//!   in-flight start, tenant resolution of a known tenant from a pingora
+//!   `RequestHeader` (`X-Tenant-Name`), the tally increment, the histogram
+//!   observation, the suspension flag and in-flight finish. Single-threaded,
+//!   and with two threads hammering the same tenant or two different tenants.
+//! * `metrics_render/*`: `/metrics` rendering with ~10k and ~100k series.
+//! * `detector_step/*`: one detector tick with 10k tenants.
+//!
+//! Run with `cargo bench --bench hot_path` (release profile). Targets are
+//! listed in bench/RESULTS.md.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use pingora::http::RequestHeader;
+
+use statuswatch::config::Config;
+use statuswatch::detect::{Detector, Timing};
+use statuswatch::metrics;
+use statuswatch::state::{Live, Shared};
+use statuswatch::status::{self, Origin};
+
+fn shared_with(max_tenants: usize) -> Arc<Shared> {
+    let mut cfg = Config::defaults().expect("default config");
+    cfg.tenant.max_tenants = max_tenants;
+    Shared::new(Live::build(cfg).expect("valid config"))
+}
+
+fn request(tenant: &str) -> RequestHeader {
+    let mut r = RequestHeader::build("GET", b"/api/v2/customers", None).expect("request");
+    r.insert_header("Host", "api.example").expect("host");
+    r.insert_header("Accept", "application/json")
+        .expect("accept");
+    r.insert_header("X-Tenant-Name", tenant.to_string())
+        .expect("tenant header");
+    r.insert_header("X-Api-Key", "k-0123456789abcdef")
+        .expect("api key");
+    r
+}
+
+/// The statuswatch work of one request, mirroring `proxy.rs` (`new_ctx`,
+/// `request_filter`, `logging`, `Drop for Ctx`) minus the clock reads.
+#[inline]
+fn one_request(shared: &Shared, req: &RequestHeader, code: u16, now: u32) {
+    let global = &shared.global;
+    let registry = &shared.registry;
+    global.request_started();
+    // request_filter
+    let live = shared.live.load();
+    let tenant = registry.resolve(&live.resolver, req, now);
+    drop(live);
+    // logging
+    let live = shared.live.load();
+    let tenant = if registry.is_current(tenant) {
+        tenant
+    } else {
+        registry.resolve(&live.resolver, req, now)
+    };
+    let slot = registry.slot(tenant);
+    slot.counters.add(Origin::Upstream, status::cell_of(code));
+    if !tenant.is_reserved() {
+        registry.touch(tenant, now);
+        if slot.set_suspended(code == 451) {
+            global.suspension();
+        }
+    }
+    if !live.catalog.is_documented(code) {
+        global.undocumented(code);
+    }
+    global.observe(
+        status::class_index(code),
+        Origin::Upstream,
+        Duration::from_micros(350),
+    );
+    // Drop for Ctx
+    global.request_finished();
+}
+
+fn warm(shared: &Shared, names: &[&str]) {
+    for n in names {
+        one_request(shared, &request(n), 200, 0);
+    }
+}
+
+fn bench_hot_path(c: &mut Criterion) {
+    let shared = shared_with(10_000);
+    // Fill the registry so the lookup runs against a realistic map.
+    for i in 0..10_000 - 2 {
+        one_request(&shared, &request(&format!("tenant-{i}")), 200, 0);
+    }
+    warm(&shared, &["acme", "globex"]);
+    let acme = request("acme");
+    let globex = request("globex");
+
+    let mut g = c.benchmark_group("hot_path");
+    g.measurement_time(Duration::from_secs(4));
+    g.bench_function("single_thread", |b| {
+        b.iter(|| one_request(&shared, black_box(&acme), black_box(200), 1))
+    });
+    g.bench_function("single_thread_with_clock", |b| {
+        // The proxy also reads the clock twice per request (start, end).
+        b.iter(|| {
+            let t0 = Instant::now();
+            one_request(&shared, black_box(&acme), black_box(200), 1);
+            black_box(t0.elapsed());
+        })
+    });
+    for (name, reqs) in [
+        ("two_threads_same_tenant", [&acme, &acme]),
+        ("two_threads_different_tenants", [&acme, &globex]),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                // Per-operation latency while the other thread runs the same
+                // loop at the same time: max of both threads' wall time / iters.
+                let barrier = Barrier::new(2);
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = reqs
+                        .iter()
+                        .map(|req| {
+                            let (barrier, shared) = (&barrier, &shared);
+                            s.spawn(move || {
+                                barrier.wait();
+                                let t0 = Instant::now();
+                                for _ in 0..iters {
+                                    one_request(shared, black_box(req), black_box(200), 1);
+                                }
+                                t0.elapsed()
+                            })
+                        })
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| h.join().expect("bench thread"))
+                        .max()
+                        .unwrap_or_default()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Codes each populated tenant has (upstream), plus one proxy-generated 502:
+/// five series per tenant.
+const CODES: [u16; 4] = [200, 201, 404, 500];
+
+fn populated(tenants: usize) -> (Arc<Shared>, usize) {
+    let shared = shared_with(tenants + 10);
+    let live = shared.live.load();
+    for i in 0..tenants {
+        let r = shared
+            .registry
+            .lookup(&live.resolver, format!("tenant-{i:06}").as_bytes(), 0);
+        let slot = shared.registry.slot(r);
+        for (k, code) in CODES.iter().enumerate() {
+            for _ in 0..=k {
+                slot.counters.add(Origin::Upstream, status::cell_of(*code));
+            }
+        }
+        slot.counters.add(Origin::Proxy, status::cell_of(502));
+    }
+    drop(live);
+    let mut out = String::new();
+    metrics::render(&shared, &mut out);
+    let series = out
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .count();
+    (shared, series)
+}
+
+fn bench_render(c: &mut Criterion) {
+    let mut g = c.benchmark_group("metrics_render");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(5));
+    for tenants in [2_000usize, 20_000] {
+        let (shared, series) = populated(tenants);
+        let name = format!("{tenants}_tenants_{series}_series");
+        let mut out = String::new();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                metrics::render(&shared, &mut out);
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_detector(c: &mut Criterion) {
+    let tenants = 10_000;
+    let (shared, _) = populated(tenants);
+    let live = shared.live.load_full();
+    let mut det = Detector::new(Timing::from_config(&live.config), live.signals.clone());
+    // The first step sizes the per-tenant state; measure steady-state ticks.
+    det.step(&shared.registry);
+    let mut round = 0u64;
+    let mut g = c.benchmark_group("detector_step");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function(format!("{tenants}_tenants"), |b| {
+        b.iter_batched(
+            || {
+                // Some traffic between ticks, as in production.
+                round += 1;
+                shared.registry.for_each(|_, _, slot| {
+                    slot.counters.add(Origin::Upstream, status::cell_of(200));
+                    if round.is_multiple_of(7) {
+                        slot.counters.add(Origin::Upstream, status::cell_of(503));
+                    }
+                });
+            },
+            |()| black_box(det.step(&shared.registry)),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_hot_path, bench_render, bench_detector);
+criterion_main!(benches);

@@ -376,12 +376,9 @@ impl BackgroundService for Summary {
                 .iter()
                 .flat_map(|s| {
                     let overall = s.overall.active.then(|| format!("{}:__all__", s.name));
-                    overall.into_iter().chain(
-                        s.tenants
-                            .iter()
-                            .filter(|(_, v)| v.active)
-                            .map(move |(t, _)| format!("{}:{t}", s.name)),
-                    )
+                    overall
+                        .into_iter()
+                        .chain(s.active.iter().map(move |(t, _)| format!("{}:{t}", s.name)))
                 })
                 .collect();
             println!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::status::{self, CELLS};
-use crate::tenant::Registry;
+use crate::tenant::{Registry, SlotRef};
 
 /// Buckets in the short window: detection granularity is window / BUCKETS.
 pub const BUCKETS: usize = 12;
@@ -163,19 +163,35 @@ pub struct SeriesView {
     pub spikes_total: u64,
 }
 
-/// One signal's view: the overall series, then every tenant with detector
-/// state (all live slots, reserved ones included).
+/// One signal's view: the overall series and the tenants spiking now.
 #[derive(Debug, Clone, Default)]
 pub struct SignalView {
     pub name: String,
     pub overall: SeriesView,
-    pub tenants: Vec<(String, SeriesView)>,
+    pub active: Vec<(String, SeriesView)>,
 }
 
 /// The detector's published state, swapped whole after each tick.
+///
+/// Spike onset counts of every tenant are kept flat by slot index (no name
+/// copies per tick); the exposition joins them with the registry's names.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub signals: Vec<SignalView>,
+    slot_gen: Vec<u32>,
+    spikes: Vec<u64>,
+}
+
+impl Snapshot {
+    /// Spike onsets of signal `sig` for the tenant in slot `r`, if the
+    /// detector holds state for exactly that slot generation.
+    pub fn spikes_total(&self, r: SlotRef, sig: usize) -> Option<u64> {
+        let n = self.signals.len();
+        let idx = r.idx as usize;
+        (self.slot_gen.get(idx) == Some(&r.gen))
+            .then(|| self.spikes.get(idx * n + sig).copied())
+            .flatten()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -292,6 +308,8 @@ impl Detector {
         let mut seen = vec![false; self.tenants.len()];
         let signals = &self.signals;
         let tick_no = self.tick_no;
+        let mut slot_gen: Vec<u32> = Vec::with_capacity(self.tenants.len());
+        let mut spikes: Vec<u64> = Vec::with_capacity(self.tenants.len() * nsig);
         let mut views: Vec<SignalView> = signals
             .iter()
             .map(|s| SignalView {
@@ -307,6 +325,11 @@ impl Detector {
                 seen.resize(idx + 1, false);
             }
             seen[idx] = true;
+            if slot_gen.len() <= idx {
+                slot_gen.resize(idx + 1, u32::MAX);
+                spikes.resize((idx + 1) * nsig, 0);
+            }
+            slot_gen[idx] = r.gen;
             let st = match &mut self.tenants[idx] {
                 Some(st) if st.gen == r.gen => st,
                 other => other.insert(SeriesState::new(r.gen, nsig)),
@@ -348,8 +371,9 @@ impl Detector {
                     tick_no,
                     &self.timing,
                 );
-                {
-                    views[i].tenants.push((
+                spikes[idx * nsig + i] = s.spikes_total;
+                if s.active {
+                    views[i].active.push((
                         name.to_string(),
                         SeriesView {
                             active: s.active,
@@ -398,7 +422,11 @@ impl Detector {
                 spikes_total: s.spikes_total,
             };
         }
-        Snapshot { signals: views }
+        Snapshot {
+            signals: views,
+            slot_gen,
+            spikes,
+        }
     }
 
     /// Detector state currently held (tenants with state).
@@ -474,6 +502,7 @@ pub fn empty_snapshot(signals: &[SignalSpec]) -> Arc<Snapshot> {
                 ..Default::default()
             })
             .collect(),
+        ..Default::default()
     })
 }
 
@@ -529,7 +558,7 @@ mod tests {
             snap.signals
                 .iter()
                 .find(|s| s.name == signal)
-                .and_then(|s| s.tenants.iter().find(|(t, _)| t == tenant))
+                .and_then(|s| s.active.iter().find(|(t, _)| t == tenant))
                 .is_some_and(|(_, v)| v.active)
         }
 
@@ -589,13 +618,10 @@ mod tests {
             "cleared too late: {cleared_after}s"
         );
         let v = sim.det.step(&sim.reg);
-        let inkhouse = v.signals[0]
-            .tenants
-            .iter()
-            .find(|(t, _)| t == "inkhouse")
-            .unwrap()
-            .1;
-        assert_eq!(inkhouse.spikes_total, 1);
+        let r = sim.reg.lookup(&sim.spec, b"inkhouse", sim.now);
+        let blackcat = sim.reg.lookup(&sim.spec, b"blackcat", sim.now);
+        assert_eq!(v.spikes_total(r, 0), Some(1));
+        assert_eq!(v.spikes_total(blackcat, 0), Some(0));
     }
 
     #[test]
@@ -670,7 +696,8 @@ mod tests {
         sim.reg.sweep(&sim.spec, sim.now);
         let snap = sim.tick();
         assert_eq!(sim.det.tenants_with_state(), 3);
-        assert!(!snap.signals[0].tenants.iter().any(|(t, _)| t == "gone"));
+        assert!(snap.signals[0].active.is_empty());
+        assert!((3..10).all(|idx| snap.spikes_total(SlotRef { idx, gen: 0 }, 0).is_none()));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod detect;
 pub mod metrics;

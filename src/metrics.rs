@@ -174,7 +174,7 @@ pub fn render(shared: &Shared, out: &mut String) {
             None,
             if sig.overall.active { 1.0 } else { 0.0 },
         );
-        for (tenant, v) in &sig.tenants {
+        for (tenant, v) in &sig.active {
             if v.active {
                 spike_line(
                     out,
@@ -210,7 +210,7 @@ pub fn render(shared: &Shared, out: &mut String) {
             Some("baseline"),
             sig.overall.baseline,
         );
-        for (tenant, v) in &sig.tenants {
+        for (tenant, v) in &sig.active {
             if v.active {
                 spike_line(
                     out,
@@ -232,6 +232,8 @@ pub fn render(shared: &Shared, out: &mut String) {
         }
     }
     header(out, "statuswatch_spikes_total", "counter", "Spike onsets.");
+    // Every tenant the detector tracks gets a series from 0, so that
+    // increase() sees its first onset (a series born at 1 hides it).
     for sig in &snap.signals {
         spike_line(
             out,
@@ -241,18 +243,20 @@ pub fn render(shared: &Shared, out: &mut String) {
             None,
             sig.overall.spikes_total as f64,
         );
-        // Every tenant the detector tracks gets a series from 0, so that
-        // increase() sees its first onset (a series born at 1 hides it).
-        for (tenant, v) in &sig.tenants {
-            spike_line(
-                out,
-                "statuswatch_spikes_total",
-                &sig.name,
-                tenant,
-                None,
-                v.spikes_total as f64,
-            );
-        }
+    }
+    for (i, sig) in snap.signals.iter().enumerate() {
+        shared.registry.for_each(|tenant, r, _| {
+            if let Some(n) = snap.spikes_total(r, i) {
+                spike_line(
+                    out,
+                    "statuswatch_spikes_total",
+                    &sig.name,
+                    tenant,
+                    None,
+                    n as f64,
+                );
+            }
+        });
     }
 
     header(

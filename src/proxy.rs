@@ -5,7 +5,9 @@
 //! Origin is decided from what happened, not guessed from the code: a
 //! response is `upstream` when its status is the one the upstream sent
 //! (recorded in `upstream_response_filter`) and `proxy` when statuswatch wrote
-//! it itself (upstream failure, refused method). A client that goes away
+//! it itself (upstream failure). Responses pingora writes before any hook
+//! (400 for an unparseable head, 405 for `CONNECT`) are counted by
+//! [`crate::conn`]. A client that goes away
 //! before any response header was written is counted as nginx's 499 with
 //! origin `proxy`, so every request that reached the proxy is counted exactly
 //! once.
@@ -58,6 +60,7 @@ impl ProxyHttp for StatusProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        crate::conn::mark_ctx_created();
         self.shared.global.request_started();
         Ctx {
             shared: self.shared,
@@ -76,14 +79,6 @@ impl ProxyHttp for StatusProxy {
             .shared
             .registry
             .resolve(&live.resolver, session.req_header(), now);
-        // CONNECT is let through pingora's own check only so that we answer
-        // (and count) the 405 ourselves; we never tunnel.
-        if session.req_header().method == http::Method::CONNECT {
-            ctx.proxy_answered = true;
-            session.set_keepalive(None);
-            session.respond_error(405).await?;
-            return Ok(true);
-        }
         Ok(false)
     }
 

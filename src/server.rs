@@ -13,8 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use pingora::apps::HttpServerOptions;
-use pingora::proxy::ProxyServiceBuilder;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -22,6 +20,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config::{Config, Sources};
+use crate::conn::ProxyApp;
 use crate::detect::{Detector, SignalSpec, Timing};
 use crate::proxy::StatusProxy;
 use crate::state::{Live, ReloadResult, Shared};
@@ -78,13 +77,10 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut server_options = HttpServerOptions::default();
-    // Let CONNECT reach request_filter, where we answer (and count) 405.
-    server_options.allow_connect_method_proxying = true;
-    let mut proxy = ProxyServiceBuilder::new(&server.configuration, StatusProxy::new(shared))
-        .name("statuswatch proxy")
-        .server_options(server_options)
-        .build();
+    // Our own connection loop around pingora's HttpProxy, so that the 400/405
+    // pingora writes before any hook are tallied too (see conn.rs).
+    let http = pingora::proxy::http_proxy(&server.configuration, StatusProxy::new(shared));
+    let mut proxy = Service::new("statuswatch proxy".to_string(), ProxyApp::new(http, shared));
     proxy.add_tcp(&cfg.proxy.listen.to_string());
     let proxy = server.add_service(proxy);
 
@@ -93,33 +89,28 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     admin.threads = Some(1);
     let admin = server.add_service(admin);
 
-    let mut detector = background_service(
-        "statuswatch detector",
-        DetectorTask {
-            shared,
-            tick: cfg.detector.tick,
+    // Detector, SIGHUP reload and readiness share one small runtime.
+    let mut control = background_service(
+        "statuswatch control",
+        ControlTask {
+            detector: DetectorTask {
+                shared,
+                tick: cfg.detector.tick,
+            },
+            reload: ReloadTask {
+                shared,
+                sources: opts.sources.clone(),
+            },
+            readiness: ReadinessTask {
+                shared,
+                probe: loopback(cfg.proxy.listen),
+            },
         },
     );
-    detector.threads = Some(1);
-    server.add_service(detector);
-
-    server.add_service(background_service(
-        "statuswatch reload",
-        ReloadTask {
-            shared,
-            sources: opts.sources.clone(),
-        },
-    ));
-
-    let ready = server.add_service(background_service(
-        "statuswatch readiness",
-        ReadinessTask {
-            shared,
-            probe: loopback(cfg.proxy.listen),
-        },
-    ));
-    ready.add_dependency(&proxy);
-    ready.add_dependency(&admin);
+    control.threads = Some(1);
+    let control = server.add_service(control);
+    control.add_dependency(&proxy);
+    control.add_dependency(&admin);
     Ok((server, shared))
 }
 
@@ -207,6 +198,23 @@ fn drain_then_exit(shared: &'static Shared, settle: Duration) {
             quiet = 0;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct ControlTask {
+    detector: DetectorTask,
+    reload: ReloadTask,
+    readiness: ReadinessTask,
+}
+
+#[async_trait]
+impl BackgroundService for ControlTask {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        tokio::join!(
+            self.detector.start(shutdown.clone()),
+            self.reload.start(shutdown.clone()),
+            self.readiness.start(shutdown),
+        );
     }
 }
 

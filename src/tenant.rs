@@ -66,18 +66,19 @@ impl ResolverSpec {
         }
         let mut sources = Vec::new();
         for (i, s) in cfg.sources.iter().enumerate() {
-            let src =
-                match s.trim().to_ascii_lowercase().as_str() {
-                    "header" => Source::Header,
-                    "host" => Source::Host,
-                    "path" => Source::Path,
-                    other => return Err(ConfigError::invalid(
+            let src = match s.trim().to_ascii_lowercase().as_str() {
+                "header" => Source::Header,
+                "host" => Source::Host,
+                "path" => Source::Path,
+                other => {
+                    return Err(ConfigError::invalid(
                         format!("tenant.sources[{i}]"),
                         format!(
                             "unknown source {other:?}; expected \"header\", \"host\" or \"path\""
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             if sources.contains(&src) {
                 return Err(ConfigError::invalid(
                     format!("tenant.sources[{i}]"),
@@ -384,15 +385,21 @@ impl Registry {
         if raw.len() > spec.max_length {
             return SlotRef::INVALID;
         }
-        // Lower-case into a stack buffer: no allocation for known tenants.
-        let mut buf = [0u8; MAX_LENGTH_CEILING];
-        for (d, s) in buf.iter_mut().zip(raw) {
-            if !s.is_ascii_graphic() {
-                return SlotRef::INVALID;
-            }
-            *d = s.to_ascii_lowercase();
+        if !raw.iter().all(u8::is_ascii_graphic) {
+            return SlotRef::INVALID;
         }
-        let Ok(name) = std::str::from_utf8(&buf[..raw.len()]) else {
+        // Usual case: already lower-case, look it up as it is. Otherwise
+        // lower-case into a stack buffer. No allocation either way.
+        let mut buf = [0u8; MAX_LENGTH_CEILING];
+        let bytes = if raw.iter().any(u8::is_ascii_uppercase) {
+            for (d, s) in buf.iter_mut().zip(raw) {
+                *d = s.to_ascii_lowercase();
+            }
+            &buf[..raw.len()]
+        } else {
+            raw
+        };
+        let Ok(name) = std::str::from_utf8(bytes) else {
             return SlotRef::INVALID;
         };
         if let Some(r) = self.map.pin().get(name) {

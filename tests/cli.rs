@@ -28,10 +28,18 @@ fn check(toml: &str, env: &[(&str, &str)]) -> (bool, String) {
 #[test]
 fn shipped_config_is_valid() {
     let out = Command::new(bin())
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/statuswatch.toml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/statuswatch.toml"),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("config ok"));
     // and no file at all uses the same built-in defaults
     let out = Command::new(bin()).arg("check").output().unwrap();
@@ -54,17 +62,33 @@ fn bad_configs_name_the_key() {
         ("[tenant]\nheader = \"bad header\"\n", "tenant.header"),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[detector]\nfloor = 2.0\n", "detector.floor"),
-        ("[signals.teapot]\ncodes = [299]\n", "signals.teapot.codes[0]"),
-        ("[signals.teapot]\nclasses = [\"6xx\"]\n", "signals.teapot.classes[0]"),
-        ("[[catalog.codes]]\ncode = 999\nreason = \"x\"\n", "catalog.codes[0].code"),
+        (
+            "[signals.teapot]\ncodes = [299]\n",
+            "signals.teapot.codes[0]",
+        ),
+        (
+            "[signals.teapot]\nclasses = [\"6xx\"]\n",
+            "signals.teapot.classes[0]",
+        ),
+        (
+            "[[catalog.codes]]\ncode = 999\nreason = \"x\"\n",
+            "catalog.codes[0].code",
+        ),
         ("[admin]\nallow = [\"300.1.1.1\"]\n", "admin.allow[0]"),
         ("this is not toml", "c.toml"),
     ];
     for (toml, key) in cases {
         let (ok, text) = check(toml, &[]);
         assert!(!ok, "accepted bad config {toml:?}");
-        assert!(text.contains(key), "error for {toml:?} does not name {key}: {text}");
-        assert_eq!(text.trim().lines().count(), 1, "one clear message, got: {text}");
+        assert!(
+            text.contains(key),
+            "error for {toml:?} does not name {key}: {text}"
+        );
+        assert_eq!(
+            text.trim().lines().count(),
+            1,
+            "one clear message, got: {text}"
+        );
     }
 }
 
@@ -95,7 +119,11 @@ fn busy_port_stops_startup_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(&path, config_toml(taken, free_addr(), free_addr(), "")).unwrap();
-    let out = Command::new(bin()).arg("--config").arg(&path).output().unwrap();
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("proxy.listen"), "{err}");

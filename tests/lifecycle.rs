@@ -16,18 +16,25 @@ fn sigterm_drains_in_flight_requests() {
     let clients: Vec<_> = (0..4)
         .map(|i| {
             std::thread::spawn(move || {
-                get(proxy, "/slow/1500", &[("X-Tenant-Name", &format!("drain{i}"))]).map(|r| r.status)
+                get(
+                    proxy,
+                    "/slow/1500",
+                    &[("X-Tenant-Name", &format!("drain{i}"))],
+                )
+                .map(|r| r.status)
             })
         })
         .collect();
     eventually(Duration::from_secs(5), "4 requests in flight", || {
-        sw.metrics().get("statuswatch_requests_in_flight", &[]) == Some(4.0)
+        sw.metrics_now().get("statuswatch_requests_in_flight", &[]) == Some(4.0)
     });
     sw.signal(libc::SIGTERM);
     for c in clients {
         assert_eq!(c.join().unwrap().expect("request completed"), 200);
     }
-    let status = sw.wait_exit(Duration::from_secs(10)).expect("exited after draining");
+    let status = sw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited after draining");
     assert!(status.success(), "{status}");
     let log = sw.stderr();
     assert!(log.contains("drained"), "{log}");
@@ -43,17 +50,39 @@ fn sighup_reload_applies_and_keeps_counters() {
         get(sw.proxy, "/status/429", &[("X-Tenant-Name", "a")]).unwrap();
     }
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "a"), ("code", "undocumented"), ("class", "4xx"), ("origin", "upstream")]), Some(3.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "a"),
+                ("code", "undocumented"),
+                ("class", "4xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(3.0)
+    );
 
     // a bad file is rejected: old config keeps serving
     let good = std::fs::read_to_string(&sw.config_path).unwrap();
-    std::fs::write(&sw.config_path, format!("{good}\n[tenant]\npattern = \"[broken\"\n")).unwrap();
+    std::fs::write(
+        &sw.config_path,
+        format!("{good}\n[tenant]\npattern = \"[broken\"\n"),
+    )
+    .unwrap();
     sw.signal(libc::SIGHUP);
     eventually(Duration::from_secs(5), "failed reload counted", || {
-        sw.metrics().get("statuswatch_config_reloads_total", &[("result", "failure")]) == Some(1.0)
+        sw.metrics()
+            .get("statuswatch_config_reloads_total", &[("result", "failure")])
+            == Some(1.0)
     });
     assert!(sw.stderr().contains("tenant.pattern"), "{}", sw.stderr());
-    assert_eq!(get(sw.proxy, "/status/200", &[("X-Tenant-Name", "a")]).unwrap().status, 200);
+    assert_eq!(
+        get(sw.proxy, "/status/200", &[("X-Tenant-Name", "a")])
+            .unwrap()
+            .status,
+        200
+    );
 
     // a good file that documents 429 and adds a signal applies live
     std::fs::write(
@@ -65,15 +94,56 @@ fn sighup_reload_applies_and_keeps_counters() {
     .unwrap();
     sw.signal(libc::SIGHUP);
     eventually(Duration::from_secs(5), "successful reload counted", || {
-        sw.metrics().get("statuswatch_config_reloads_total", &[("result", "success")]) == Some(1.0)
+        sw.metrics()
+            .get("statuswatch_config_reloads_total", &[("result", "success")])
+            == Some(1.0)
     });
     let m = sw.metrics();
     // the same cells now read as a documented code; nothing was reset
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "a"), ("code", "429"), ("class", "4xx"), ("origin", "upstream")]), Some(3.0), "{}", m.text);
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "a"), ("code", "200"), ("class", "2xx"), ("origin", "upstream")]), Some(1.0));
-    assert_eq!(m.get("statuswatch_status_code_info", &[("code", "429"), ("reason", "Too Many Requests"), ("meaning", "rate limited")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "a"),
+                ("code", "429"),
+                ("class", "4xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(3.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "a"),
+                ("code", "200"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_status_code_info",
+            &[
+                ("code", "429"),
+                ("reason", "Too Many Requests"),
+                ("meaning", "rate limited")
+            ]
+        ),
+        Some(1.0)
+    );
     eventually(Duration::from_secs(5), "new signal exported", || {
-        sw.metrics().get("statuswatch_spike_active", &[("signal", "rate_limited"), ("tenant", "__all__")]).is_some()
+        sw.metrics()
+            .get(
+                "statuswatch_spike_active",
+                &[("signal", "rate_limited"), ("tenant", "__all__")],
+            )
+            .is_some()
     });
 }
 
@@ -83,19 +153,38 @@ fn secrets_never_reach_logs_or_metrics() {
         let up = Upstream::start();
         let dead = free_addr();
         let (proxy, admin) = (free_addr(), free_addr());
-        let toml = config_toml(proxy, admin, dead, &format!("[log]\nformat = \"{format}\"\nlevel = \"debug\"\n"));
+        let toml = config_toml(
+            proxy,
+            admin,
+            dead,
+            &format!("[log]\nformat = \"{format}\"\nlevel = \"debug\"\n"),
+        );
         let sw = Statuswatch::start_with(&toml, proxy, admin, &[]);
         let key = "sk_live_SUPERSECRETKEY_0123456789";
         let bearer = "Bearer eyJhbGciOiJIUzI1NiJ9.TOPSECRETPAYLOAD";
         for path in ["/api/v2/customers?api_key=QUERYSECRET", "/status/200"] {
-            let r = get(sw.proxy, path, &[("X-Tenant-Name", "inkhouse"), ("X-Api-Key", key), ("Authorization", bearer)]).unwrap();
+            let r = get(
+                sw.proxy,
+                path,
+                &[
+                    ("X-Tenant-Name", "inkhouse"),
+                    ("X-Api-Key", key),
+                    ("Authorization", bearer),
+                ],
+            )
+            .unwrap();
             assert_eq!(r.status, 502);
         }
         let m = sw.metrics();
         drop(up);
         let log = sw.stderr();
         assert!(log.contains("request failed"), "{log}");
-        for secret in ["SUPERSECRETKEY", "TOPSECRETPAYLOAD", "eyJhbGciOiJIUzI1NiJ9", "QUERYSECRET"] {
+        for secret in [
+            "SUPERSECRETKEY",
+            "TOPSECRETPAYLOAD",
+            "eyJhbGciOiJIUzI1NiJ9",
+            "QUERYSECRET",
+        ] {
             assert!(!log.contains(secret), "{format} log leaks {secret}:\n{log}");
             assert!(!m.text.contains(secret), "metrics leak {secret}");
         }

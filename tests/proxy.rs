@@ -609,3 +609,58 @@ fn admin_token_and_allowlist() {
     let sw = Statuswatch::start_with(&toml, proxy, admin, &[]);
     assert_eq!(get(sw.admin, "/metrics", &[]).unwrap().status, 403);
 }
+
+#[test]
+fn unparseable_requests_are_counted_as_proxy_400() {
+    let up = Upstream::start();
+    let sw = Statuswatch::start(up.addr, "");
+    let out = raw(
+        sw.proxy,
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(
+        out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let out = raw(
+        sw.proxy,
+        b"\x16\x03\x01garbage-not-http\r\n\r\n",
+        Duration::from_secs(2),
+    );
+    assert!(
+        out.is_empty() || out.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let sent_400 = usize::from(out.starts_with(b"HTTP/1.1 400")) + 1;
+    // a good request on a keep-alive connection, then a bad one on the same connection
+    let mut c = KeepAlive::connect(sw.proxy);
+    assert_eq!(
+        c.get("/status/200", &[("X-Tenant-Name", "a")])
+            .unwrap()
+            .status,
+        200
+    );
+    let m = sw.metrics();
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "__none__"),
+                ("code", "400"),
+                ("class", "4xx"),
+                ("origin", "proxy")
+            ]
+        ),
+        Some(sent_400 as f64),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[]),
+        sent_400 as f64 + 1.0
+    );
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -59,9 +59,24 @@ fn a_million_distinct_tenants_stay_bounded() {
     // every request is still counted: tenants + overflow = requests
     let m = Metrics::parse(&out);
     assert_eq!(m.sum("statuswatch_responses_total", &[]), 1_000_000.0);
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "__overflow__"), ("code", "200"), ("class", "2xx"), ("origin", "upstream")]), Some(990_000.0));
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "__overflow__"),
+                ("code", "200"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(990_000.0)
+    );
     // 10k slots of ~1.1 KB each plus the map: far below 64 MiB
-    assert!(after_render.saturating_sub(before) < 64 * 1024, "RSS grew {} KiB", after_render - before);
+    assert!(
+        after_render.saturating_sub(before) < 64 * 1024,
+        "RSS grew {} KiB",
+        after_render - before
+    );
 }
 
 /// The same through the real binary: distinct tenants on keep-alive
@@ -75,7 +90,12 @@ fn flood_through_the_binary_is_capped() {
     let n = 5_000;
     for i in 0..n {
         let t = format!("flood{i}");
-        assert_eq!(c.get("/status/200", &[("X-Tenant-Name", &t)]).unwrap().status, 200);
+        assert_eq!(
+            c.get("/status/200", &[("X-Tenant-Name", &t)])
+                .unwrap()
+                .status,
+            200
+        );
     }
     // hostile values: control bytes, huge, reserved-looking, non-ASCII
     let hostile: Vec<Vec<u8>> = vec![
@@ -91,7 +111,11 @@ fn flood_through_the_binary_is_capped() {
         req.extend_from_slice(h);
         req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
         let out = raw(sw.proxy, &req, Duration::from_secs(5));
-        assert!(out.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&out));
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
     let m = sw.metrics();
     let labels = tenant_labels(&m.text);
@@ -102,12 +126,27 @@ fn flood_through_the_binary_is_capped() {
     );
     assert!(labels.len() <= 300 + 3, "{} tenant labels", labels.len());
     assert_eq!(m.get("statuswatch_tenants_tracked", &[]), Some(300.0));
-    assert_eq!(m.get("statuswatch_tenant_overflow_total", &[]), Some((n - 300) as f64));
-    assert_eq!(m.sum("statuswatch_responses_total", &[]), (n + hostile.len()) as f64);
+    assert_eq!(
+        m.get("statuswatch_tenant_overflow_total", &[]),
+        Some((n - 300) as f64)
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[]),
+        (n + hostile.len()) as f64
+    );
     // reserved-looking and malformed values are invalid, never labels of their own
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "__invalid__")]), hostile.len() as f64);
-    assert!(!m.text.contains("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
-    assert!(rss_kib(sw.pid()) < 64 * 1024, "RSS {} KiB", rss_kib(sw.pid()));
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "__invalid__")]),
+        hostile.len() as f64
+    );
+    assert!(!m
+        .text
+        .contains("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+    assert!(
+        rss_kib(sw.pid()) < 64 * 1024,
+        "RSS {} KiB",
+        rss_kib(sw.pid())
+    );
 }
 
 #[test]
@@ -116,29 +155,53 @@ fn idle_tenants_are_reclaimed_and_come_back_fresh() {
     let sw = Statuswatch::start(up.addr, "[tenant]\nmax_tenants = 2\nidle_ttl = \"2s\"\n");
     let send = |t: &str, n: usize| {
         for _ in 0..n {
-            assert_eq!(get(sw.proxy, "/status/200", &[("X-Tenant-Name", t)]).unwrap().status, 200);
+            assert_eq!(
+                get(sw.proxy, "/status/200", &[("X-Tenant-Name", t)])
+                    .unwrap()
+                    .status,
+                200
+            );
         }
     };
     send("alpha", 3);
     send("beta", 2);
     send("gamma", 4); // over the cap
     let m = sw.metrics();
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "alpha")]), 3.0);
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "__overflow__")]), 4.0);
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "alpha")]),
+        3.0
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "__overflow__")]),
+        4.0
+    );
     eventually(Duration::from_secs(15), "idle tenants reclaimed", || {
         sw.metrics().get("statuswatch_tenants_tracked", &[]) == Some(0.0)
     });
     let m = sw.metrics();
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "alpha")]), 0.0, "series gone");
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "alpha")]),
+        0.0,
+        "series gone"
+    );
     assert!(!m.text.contains("tenant=\"alpha\""));
     // back again: counters start from zero, and gamma now gets a slot
     send("alpha", 2);
     send("gamma", 1);
     let m = sw.metrics();
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "alpha")]), 2.0);
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "gamma")]), 1.0);
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "alpha")]),
+        2.0
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "gamma")]),
+        1.0
+    );
     // reserved slots are never reclaimed: overflow keeps its 4
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "__overflow__")]), 4.0);
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "__overflow__")]),
+        4.0
+    );
     // totals over what is still exported equal the requests since the reclaim plus overflow
     assert_eq!(m.sum("statuswatch_responses_total", &[]), 2.0 + 1.0 + 4.0);
 }
@@ -150,16 +213,53 @@ fn host_path_and_response_header_sources() {
         up.addr,
         "[tenant]\nsources = [\"host\", \"path\", \"header\"]\nhost_suffix = \".rev23.com\"\npath_prefix = \"/t/\"\nresponse_header = \"X-Resolved-Tenant\"\n",
     );
-    let r = request(sw.proxy, "GET", "/status/201", &[("Host", "MyStudio.rev23.com")], b"");
+    let r = request(
+        sw.proxy,
+        "GET",
+        "/status/201",
+        &[("Host", "MyStudio.rev23.com")],
+        b"",
+    );
     assert_eq!(r.unwrap().status, 201);
     // Host without the suffix falls through to the path source
     let r = request(sw.proxy, "GET", "/t/pathstudio/../status/200", &[], b"");
     assert!(r.is_ok());
     // the upstream's response header overrides what the request claimed
-    assert_eq!(get(sw.proxy, "/tenant/realstudio", &[("X-Tenant-Name", "claimed")]).unwrap().status, 200);
+    assert_eq!(
+        get(
+            sw.proxy,
+            "/tenant/realstudio",
+            &[("X-Tenant-Name", "claimed")]
+        )
+        .unwrap()
+        .status,
+        200
+    );
     let m = sw.metrics();
-    assert_eq!(m.get("statuswatch_responses_total", &[("tenant", "mystudio"), ("code", "201"), ("class", "2xx"), ("origin", "upstream")]), Some(1.0), "{}", m.text);
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "pathstudio")]), 1.0);
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "realstudio")]), 1.0);
-    assert_eq!(m.sum("statuswatch_responses_total", &[("tenant", "claimed")]), 0.0);
+    assert_eq!(
+        m.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", "mystudio"),
+                ("code", "201"),
+                ("class", "2xx"),
+                ("origin", "upstream")
+            ]
+        ),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "pathstudio")]),
+        1.0
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "realstudio")]),
+        1.0
+    );
+    assert_eq!(
+        m.sum("statuswatch_responses_total", &[("tenant", "claimed")]),
+        0.0
+    );
 }

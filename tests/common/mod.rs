@@ -324,10 +324,26 @@ impl Statuswatch {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
-    pub fn metrics(&self) -> Metrics {
+    /// Scrape once, as is.
+    pub fn metrics_now(&self) -> Metrics {
         let r = get(self.admin, "/metrics", &[]).expect("scrape");
         assert_eq!(r.status, 200);
         Metrics::parse(&String::from_utf8_lossy(&r.body))
+    }
+
+    /// Scrape once nothing is in flight. A client has its response before the
+    /// proxy's logging hook tallies it; in-flight drops only after that hook.
+    pub fn metrics(&self) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.metrics_now();
+            if m.get("statuswatch_requests_in_flight", &[]) == Some(0.0)
+                || Instant::now() > deadline
+            {
+                return m;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn signal(&self, sig: i32) {
