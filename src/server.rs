@@ -68,8 +68,10 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
         pid_file: format!("/tmp/statuswatch-{}.pid", cfg.proxy.listen.port()),
         ..ServerConf::default()
     };
-    // Retries happen only for idempotent requests on reused connections.
-    conf.max_retries = 1;
+    // pingora counts tries, not retries: 2 = the first try plus one retry,
+    // which the default error_while_proxy grants only to idempotent requests
+    // that failed on a reused (pooled) connection the upstream had closed.
+    conf.max_retries = 2;
     let opt = Opt {
         upgrade: opts.upgrade,
         ..Opt::default()
