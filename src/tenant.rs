@@ -255,6 +255,9 @@ pub struct TenantSlot {
     last_seen: AtomicU32,
     /// Whether the tenant's latest answer was 451.
     suspended: AtomicBool,
+    /// The tenant holding the slot, for log lines; the request path never
+    /// reads it (only error logging does), so a mutex is fine here.
+    name: Mutex<Option<Box<str>>>,
 }
 
 impl TenantSlot {
@@ -450,6 +453,9 @@ impl Registry {
         let probe = SlotRef { idx, gen: 0 };
         let slot = self.slot(probe);
         slot.touch(now);
+        if let Ok(mut n) = slot.name.lock() {
+            *n = Some(name.into());
+        }
         let r = SlotRef {
             idx,
             gen: slot.generation(),
@@ -492,6 +498,9 @@ impl Registry {
             slot.gen.fetch_add(1, Ordering::AcqRel);
             slot.counters.reset();
             slot.suspended.store(false, Ordering::Relaxed);
+            if let Ok(mut n) = slot.name.lock() {
+                *n = None;
+            }
             alloc.free.push(r.idx);
             self.tracked.fetch_sub(1, Ordering::Relaxed);
         }
@@ -540,10 +549,12 @@ impl Registry {
         if r.is_reserved() {
             return Some(RESERVED_NAMES[r.idx as usize].to_string());
         }
-        let map = self.map.pin();
-        map.iter()
-            .find(|(_, v)| **v == r)
-            .map(|(k, _)| k.to_string())
+        // O(1): error logging calls this for every failed request, which
+        // during an outage is every request; never scan the map for it.
+        let slot = self.slot(r);
+        let name = slot.name.lock().ok()?.as_deref().map(str::to_string);
+        // Checked after reading, so a slot reclaimed meanwhile yields None.
+        name.filter(|_| slot.generation() == r.gen)
     }
 }
 
