@@ -248,7 +248,13 @@ impl Config {
 
     /// Semantic checks that serde cannot express. Each error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.upstream_addr()?;
+        // Building the runtime pieces is the validation of the sections that
+        // have them (tenant rules, catalog, signals, addresses): one code path.
+        crate::state::Live::build(self.clone()).map(drop)
+    }
+
+    /// Checks of the plain settings, the part no runtime piece covers.
+    pub(crate) fn validate_settings(&self) -> Result<(), ConfigError> {
         let p = &self.proxy;
         for (key, d) in [
             ("proxy.connect_timeout", p.connect_timeout),
@@ -275,10 +281,6 @@ impl Config {
                 "must differ from proxy.listen",
             ));
         }
-        self.admin_allow()?;
-        crate::tenant::ResolverSpec::from_config(&self.tenant)?;
-        crate::catalog::Catalog::from_config(&self.catalog)?;
-        crate::detect::SignalSpec::all_from_config(self)?;
         match self.log.format.as_str() {
             "text" | "json" => {}
             other => {

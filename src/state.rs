@@ -27,8 +27,9 @@ pub struct Live {
 }
 
 impl Live {
+    /// Validate a config and build everything derived from it, each piece once.
     pub fn build(config: Config) -> Result<Live, ConfigError> {
-        config.validate()?;
+        config.validate_settings()?;
         Ok(Live {
             resolver: ResolverSpec::from_config(&config.tenant)?,
             catalog: Catalog::from_config(&config.catalog)?,
