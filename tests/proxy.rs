@@ -246,34 +246,7 @@ fn upstream_down_is_502_from_the_proxy() {
         assert_eq!(r.status, 502);
     }
     let m = sw.metrics();
-    assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "inkhouse"),
-                ("code", "undocumented"),
-                ("class", "5xx"),
-                ("origin", "proxy")
-            ]
-        ),
-        Some(3.0),
-        "{}",
-        m.text
-    );
-    assert_eq!(
-        m.get(
-            "statuswatch_undocumented_responses_total",
-            &[("code", "502")]
-        ),
-        Some(3.0)
-    );
-    assert_eq!(
-        m.get(
-            "statuswatch_upstream_errors_total",
-            &[("kind", "connect_refused")]
-        ),
-        Some(3.0)
-    );
+    assert_proxy_answers(&m, "inkhouse", "502", "connect_refused", 3.0);
     assert_eq!(
         m.get(
             "statuswatch_upstream_errors_total",
@@ -305,32 +278,7 @@ fn slow_upstream_is_504_from_the_proxy() {
         200
     );
     let m = sw.metrics();
-    assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "inkhouse"),
-                ("code", "undocumented"),
-                ("class", "5xx"),
-                ("origin", "proxy")
-            ]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.get(
-            "statuswatch_undocumented_responses_total",
-            &[("code", "504")]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.get(
-            "statuswatch_upstream_errors_total",
-            &[("kind", "read_timeout")]
-        ),
-        Some(1.0)
-    );
+    assert_proxy_answers(&m, "inkhouse", "504", "read_timeout", 1.0);
 }
 
 #[test]

@@ -553,6 +553,39 @@ impl Metrics {
     }
 }
 
+/// Assert `n` answers the proxy made itself for `tenant` because of upstream
+/// failures of `kind`, all with the undocumented real `code`: the tenant's
+/// series, the undocumented-code series and the error-kind counter.
+pub fn assert_proxy_answers(m: &Metrics, tenant: &str, code: &str, kind: &str, n: f64) {
+    let labels = [
+        ("tenant", tenant),
+        ("code", "undocumented"),
+        ("class", "5xx"),
+        ("origin", "proxy"),
+    ];
+    assert_eq!(
+        m.get("statuswatch_responses_total", &labels),
+        Some(n),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get(
+            "statuswatch_undocumented_responses_total",
+            &[("code", code)]
+        ),
+        Some(n),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.get("statuswatch_upstream_errors_total", &[("kind", kind)]),
+        Some(n),
+        "{}",
+        m.text
+    );
+}
+
 fn parse_labels(s: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = s;
