@@ -1,16 +1,27 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz`
 //! (the process answers) and `/readyz` (serving traffic, not draining).
 //!
-//! It runs on its own address (loopback by default) and its own thread, so a
-//! scrape never competes with the proxy's workers for a runtime. `/metrics`
-//! can additionally require a bearer token and/or a source network.
+//! It runs on its own address (loopback by default), its own thread and its
+//! own accept loop rather than as a pingora service, for two reasons: a
+//! scrape never competes with the proxy's workers for a runtime, and the
+//! listener outlives pingora's shutdown, so during a drain `/readyz` answers
+//! 503 and a last scrape of `/metrics` sees the final totals (pingora closes
+//! its services' listeners as soon as SIGTERM arrives). It has its own
+//! connection cap (`admin.max_connections`). `/metrics` can additionally
+//! require a bearer token and/or a source network.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
+use pingora::apps::http_app::{HttpServer, ServeHttp};
+use pingora::apps::HttpServerApp;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
 
 use crate::metrics;
 use crate::state::Shared;
@@ -54,6 +65,92 @@ impl AdminApp {
             }
         }
         Ok(())
+    }
+}
+
+/// Bind the admin listener. Done before anything else starts, so a busy
+/// port stops start-up with a message naming the key.
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    // A graceful upgrade (SIGQUIT + `--upgrade`) starts the new process while
+    // the old one still serves its last scrapes.
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+/// Serve the admin listener on a thread of its own until the process exits.
+pub fn spawn(shared: &'static Shared, listener: std::net::TcpListener) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("statuswatch-admin".into())
+        .spawn(move || runtime.block_on(serve(shared, listener)))?;
+    Ok(())
+}
+
+async fn serve(shared: &'static Shared, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "admin listener unusable; /metrics is not served");
+            return;
+        }
+    };
+    let app = Arc::new(HttpServer::new_app(AdminApp::new(shared)));
+    // Never signalled: the listener lives until the process exits.
+    let (_never, shutdown) = tokio::sync::watch::channel(false);
+    let mut last_error_log = None::<std::time::Instant>;
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of fds, typically: back off, and say so at most once a second.
+                if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    last_error_log = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (max, idle, head) = {
+            let live = shared.live.load();
+            (
+                live.config.admin.max_connections,
+                live.config.proxy.client_idle_timeout,
+                live.config.proxy.client_header_timeout,
+            )
+        };
+        let Some(guard) = shared.admin_conns.try_open(max) else {
+            continue;
+        };
+        let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&tcp));
+        let mut stream = pingora::protocols::l4::stream::Stream::from(tcp);
+        let _ = digest.peer_addr.set(Some(PeerAddr::Inet(peer)));
+        stream.set_socket_digest(digest);
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let _open = guard;
+            let mut session = ServerSession::new_http1(Box::new(stream));
+            loop {
+                session.set_keepalive(Some(idle.as_secs().max(1)));
+                // One bound per request: the wait for it, its head and the
+                // answer. Admin requests are tiny; a client that trickles
+                // its head only ever holds one of the few admin slots.
+                match tokio::time::timeout(idle + head, app.process_new_http(session, &shutdown))
+                    .await
+                {
+                    Ok(Some(reused)) => session = ServerSession::new_http1(reused.consume().0),
+                    _ => break,
+                }
+            }
+        });
     }
 }
 

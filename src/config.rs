@@ -6,12 +6,12 @@
 //! time), so running with no file at all and running with the shipped file
 //! cannot drift apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The shipped default configuration, also the lowest-priority config source.
 pub const DEFAULT_TOML: &str = include_str!("../config/statuswatch.toml");
@@ -22,18 +22,19 @@ pub const ENV_PREFIX: &str = "STATUSWATCH";
 /// Keys whose environment override is a comma-separated list.
 const ENV_LIST_KEYS: [&str; 2] = ["tenant.sources", "admin.allow"];
 
+/// Hard ceiling for `proxy.max_connections` and `admin.max_connections`.
+pub const MAX_CONNECTIONS_CEILING: usize = 1_000_000;
+
 /// Hard ceiling for `tenant.max_tenants`: bounds memory whatever the file says.
 pub const MAX_TENANTS_CEILING: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file could not be read, or is not something to read a config from
+    /// (a directory, a device, an empty or oversized file). One line: the
+    /// reason is part of the message, not a `source` that would repeat it.
+    #[error("{}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
     /// The layered sources did not parse or did not match the schema. The
     /// message comes from the `config` crate and names the key.
     #[error("{0}")]
@@ -53,7 +54,7 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub proxy: ProxyConfig,
@@ -63,9 +64,19 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub signals: BTreeMap<String, SignalConfig>,
     pub catalog: CatalogConfig,
+    pub reload: ReloadConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// How often the config file and the allowlist are checked for changes
+    /// (0 = only on SIGHUP).
+    #[serde(with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     pub listen: SocketAddr,
@@ -86,17 +97,23 @@ pub struct ProxyConfig {
     pub grace_period: Duration,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub client_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub client_header_timeout: Duration,
+    pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub bearer_token: String,
     pub allow: Vec<String>,
+    pub max_connections: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub sources: Vec<String>,
@@ -112,14 +129,14 @@ pub struct TenantConfig {
     pub allowlist_file: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: String,
     pub level: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     #[serde(with = "humantime_serde")]
@@ -136,7 +153,7 @@ pub struct DetectorConfig {
     pub clear_after: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SignalConfig {
     #[serde(default = "yes")]
@@ -161,13 +178,13 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogConfig {
     pub codes: Vec<CatalogEntry>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogEntry {
     pub code: u16,
@@ -185,19 +202,104 @@ pub struct Sources {
     pub env: Option<BTreeMap<String, String>>,
 }
 
+/// Most bytes read from a config or allowlist file. Real files are a few KiB;
+/// the bound keeps `--config /dev/zero` or a runaway file from eating memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Read a small regular text file. The error is a one-line reason, without the
+/// path (callers put the path or the key in front).
+pub(crate) fn read_small_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    // `metadata` follows symlinks, so Kubernetes' `..data` links are fine.
+    let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+    if meta.is_dir() {
+        return Err("is a directory, not a file".into());
+    }
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let too_big = || format!("larger than {} KiB", MAX_FILE_BYTES >> 10);
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| io_reason(&e))?;
+    // It may have grown between the stat and the read.
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".into())
+}
+
+/// An I/O error as a short reason, without the "(os error N)" noise.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let msg = e.to_string();
+            match msg.split_once(" (os error") {
+                Some((m, _)) => m.to_string(),
+                None => msg,
+            }
+        }
+    }
+}
+
+/// A loaded config plus the keys that were set explicitly (in the file or the
+/// environment) rather than inherited from the built-in defaults. Reload uses
+/// them to tell a deliberate change from a half-written file.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub explicit: BTreeSet<String>,
+}
+
+impl Loaded {
+    /// Whether `key` ("section.key") was set by the file or the environment.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit.contains(key)
+    }
+}
+
+/// Flatten a `config` crate table into dotted keys.
+fn collect_keys(prefix: &str, map: config::Map<String, config::Value>, out: &mut BTreeSet<String>) {
+    for (k, v) in map {
+        let key = if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v.clone().into_table() {
+            Ok(t) if !t.is_empty() => collect_keys(&key, t, out),
+            _ => {
+                out.insert(key);
+            }
+        }
+    }
+}
+
 impl Config {
     /// Load defaults + file + environment, then validate.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        Config::load_explicit(sources).map(|l| l.config)
+    }
+
+    /// [`Config::load`], also reporting which keys were set explicitly.
+    pub fn load_explicit(sources: &Sources) -> Result<Loaded, ConfigError> {
+        let mut explicit = BTreeSet::new();
         let mut builder = config::Config::builder().add_source(config::File::from_str(
             DEFAULT_TOML,
             config::FileFormat::Toml,
         ));
         if let Some(path) = &sources.file {
-            // Read it ourselves so a missing file is an error that names it,
-            // rather than the config crate's generic "not found".
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            // Read it ourselves: bounded, regular files only, and errors that
+            // name the file once.
+            let text = read_small_file(path).map_err(|reason| ConfigError::Read {
                 path: path.clone(),
-                source,
+                reason,
             })?;
             let parsed = config::Config::builder()
                 .add_source(config::File::from_str(&text, config::FileFormat::Toml))
@@ -205,6 +307,21 @@ impl Config {
                 .map_err(|e| {
                     ConfigError::Parse(format!("{}: {}", path.display(), one_line(&e.to_string())))
                 })?;
+            let table = parsed
+                .clone()
+                .try_deserialize::<config::Map<String, config::Value>>()
+                .map_err(|e| {
+                    ConfigError::Parse(format!("{}: {}", path.display(), one_line(&e.to_string())))
+                })?;
+            collect_keys("", table, &mut explicit);
+            if explicit.is_empty() {
+                // A file being rewritten (truncate, then write) is empty for a
+                // moment; applying it would silently bring back every default.
+                return Err(ConfigError::Read {
+                    path: path.clone(),
+                    reason: "has no settings (empty, or only comments); refusing it".into(),
+                });
+            }
             // Arrays of tables replace the defaults wholesale (a catalog is a
             // list, not a patch), so drop the default catalog when the file has one.
             if parsed
@@ -226,6 +343,17 @@ impl Config {
         for key in ENV_LIST_KEYS {
             env = env.with_list_parse_key(key);
         }
+        let env_prefix = format!("{ENV_PREFIX}__");
+        let env_keys: Vec<String> = match &sources.env {
+            Some(map) => map.keys().cloned().collect(),
+            None => std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .collect(),
+        };
+        explicit.extend(env_keys.iter().filter_map(|k| {
+            k.strip_prefix(&env_prefix)
+                .map(|rest| rest.to_ascii_lowercase().replace("__", "."))
+        }));
         if let Some(map) = &sources.env {
             env = env.source(Some(map.clone().into_iter().collect()));
         }
@@ -235,7 +363,10 @@ impl Config {
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError::Parse(describe_parse_error(e, sources.file.as_deref())))?;
         cfg.validate()?;
-        Ok(cfg)
+        Ok(Loaded {
+            config: cfg,
+            explicit,
+        })
     }
 
     /// Built-in defaults (the shipped file), validated.
@@ -261,9 +392,28 @@ impl Config {
             ("proxy.read_timeout", p.read_timeout),
             ("proxy.write_timeout", p.write_timeout),
             ("proxy.idle_timeout", p.idle_timeout),
+            ("proxy.client_header_timeout", p.client_header_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if p.client_idle_timeout < Duration::from_secs(1) {
+            // pingora keeps connections alive in whole seconds.
+            return Err(ConfigError::invalid(
+                "proxy.client_idle_timeout",
+                "must be at least 1s",
+            ));
+        }
+        for (key, n) in [
+            ("proxy.max_connections", p.max_connections),
+            ("admin.max_connections", self.admin.max_connections),
+        ] {
+            if n == 0 || n > MAX_CONNECTIONS_CEILING {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be within 1..={MAX_CONNECTIONS_CEILING}"),
+                ));
             }
         }
         if p.threads > 1024 {
@@ -406,7 +556,96 @@ impl Config {
         if self.detector.tick != new.detector.tick {
             keys.push("detector.tick");
         }
+        if self.reload != new.reload {
+            keys.push("reload.watch_interval");
+        }
         keys
+    }
+}
+
+/// Keys whose values never appear in logs.
+const SECRET_KEYS: [&str; 1] = ["admin.bearer_token"];
+
+/// Keys a reload may not drop or change unless the new file sets them
+/// explicitly, and what removing them means.
+const GUARDED_KEYS: [(&str, &str); 3] = [
+    (
+        "admin.bearer_token",
+        "would turn off /metrics authentication",
+    ),
+    ("admin.allow", "would open /metrics to every network"),
+    ("proxy.upstream", "would send traffic to another upstream"),
+];
+
+impl Config {
+    /// Refuse a reload that looks like a half-written file: one that drops
+    /// `admin.bearer_token` or `admin.allow`, or changes `proxy.upstream`,
+    /// while the new file does not set that key at all (so the value came
+    /// from the built-in defaults). Setting the key explicitly, even to `""`
+    /// or `[]`, is a deliberate change and is allowed.
+    pub fn check_reload(&self, new: &Loaded) -> Result<(), ConfigError> {
+        let n = &new.config;
+        for (key, what) in GUARDED_KEYS {
+            let dropped = match key {
+                "admin.bearer_token" => {
+                    !self.admin.bearer_token.is_empty() && n.admin.bearer_token.is_empty()
+                }
+                "admin.allow" => !self.admin.allow.is_empty() && n.admin.allow.is_empty(),
+                _ => self.proxy.upstream != n.proxy.upstream,
+            };
+            if dropped && !new.is_explicit(key) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "the new config does not set it, and falling back to the default {what}; \
+                         refused as a likely partial write (set {key} explicitly to change it)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys whose value differs from `new`, as `key: old -> new`, with
+    /// secrets redacted and long values summarised.
+    pub fn changed_keys(&self, new: &Config) -> Vec<String> {
+        let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+        flatten_json("", serde_json::to_value(self).unwrap_or_default(), &mut a);
+        flatten_json("", serde_json::to_value(new).unwrap_or_default(), &mut b);
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let none = String::from("(unset)");
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| {
+                let (old, new) = (a.get(k).unwrap_or(&none), b.get(k).unwrap_or(&none));
+                if SECRET_KEYS.contains(&k.as_str()) {
+                    format!("{k}: (redacted)")
+                } else if old.len() + new.len() > 120 {
+                    format!("{k}: (changed)")
+                } else {
+                    format!("{k}: {old} -> {new}")
+                }
+            })
+            .collect()
+    }
+}
+
+/// Flatten a JSON value into dotted keys; arrays are leaves.
+fn flatten_json(prefix: &str, v: serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_json(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
     }
 }
 

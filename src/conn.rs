@@ -10,9 +10,16 @@
 //! inside a task-local scope where `new_ctx` marks that the normal path took
 //! over. A response written with no context created is one of those early
 //! answers: it is tallied as tenant `__none__`, origin `proxy`.
+//!
+//! The loop also holds the connection-level defences a sidecar needs (see
+//! [`ConnLimit`]): a cap on open connections, a keep-alive idle timeout that
+//! pingora would otherwise lift after the first request (it carries the
+//! client's "keep-alive, no timeout" into the next session), a deadline for
+//! receiving a whole request head (slowloris), HTTP/1.1 pipelining served in
+//! order, and no HTTP state at all for a connection that has not sent a byte.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,8 +40,106 @@ use crate::state::Shared;
 use crate::status::{self, Origin};
 use crate::tenant::SlotRef;
 
-/// Downstream keep-alive timeout, as pingora's own HTTP/1 loop uses.
-const KEEPALIVE_SECS: u64 = 60;
+/// Which listener a [`ConnLimit`] guards (the `listener` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Proxy,
+    Admin,
+}
+
+impl Listener {
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// Open connections on one listener, with a cap. Past the cap a new
+/// connection is closed at once (the ones already open keep being served),
+/// counted, and logged at most once a second with the count since the last
+/// line, so a flood cannot flood the log too.
+#[derive(Debug)]
+pub struct ConnLimit {
+    listener: Listener,
+    open: AtomicUsize,
+    refused: AtomicU64,
+    head_timeouts: AtomicU64,
+    /// Second (since `epoch`) of the last refusal log line, and refusals since.
+    last_log: AtomicU64,
+    unlogged: AtomicU64,
+    epoch: Instant,
+}
+
+/// One open connection; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct ConnGuard<'a>(&'a ConnLimit);
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl ConnLimit {
+    pub fn new(listener: Listener) -> ConnLimit {
+        ConnLimit {
+            listener,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            head_timeouts: AtomicU64::new(0),
+            last_log: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Take a slot if fewer than `max` connections are open.
+    pub fn try_open(&self, max: usize) -> Option<ConnGuard<'_>> {
+        let prev = self.open.fetch_add(1, Relaxed);
+        if prev < max {
+            return Some(ConnGuard(self));
+        }
+        self.open.fetch_sub(1, Relaxed);
+        self.refused.fetch_add(1, Relaxed);
+        self.unlogged.fetch_add(1, Relaxed);
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.last_log.load(Relaxed);
+        if now > last
+            && self
+                .last_log
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let refused = self.unlogged.swap(0, Relaxed);
+            tracing::warn!(
+                listener = self.listener.label(),
+                max_connections = max,
+                refused,
+                "connection limit reached: refusing new connections (logged at most once a second)"
+            );
+        }
+        None
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Relaxed)
+    }
+
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    /// A connection closed because its request head did not arrive in time.
+    pub fn head_timeout(&self) {
+        self.head_timeouts.fetch_add(1, Relaxed);
+    }
+
+    pub fn head_timeouts(&self) -> u64 {
+        self.head_timeouts.load(Relaxed)
+    }
+}
 
 tokio::task_local! {
     static CONN: Arc<ConnState>;
@@ -51,6 +156,45 @@ pub struct ConnState {
     status: AtomicU16,
     /// When the current request's first bytes arrived (ns since `epoch`, 0 = not yet).
     first_read: AtomicU64,
+    /// Woken when a request head has started but a read is still waiting for
+    /// the rest of it: the head deadline starts counting then. Never touched
+    /// when a head arrives in one read, the usual case.
+    head_wait: tokio::sync::Notify,
+}
+
+impl ConnState {
+    /// Ready for the next request on the connection.
+    fn reset(&self) {
+        self.ctx_created.store(false, Relaxed);
+        self.status.store(0, Relaxed);
+        self.first_read.store(0, Relaxed);
+        self.armed.store(true, Relaxed);
+    }
+
+    /// A request head has begun arriving and nobody has taken it over yet
+    /// (no proxy context, no response written).
+    fn head_incomplete(&self) -> bool {
+        self.first_read.load(Relaxed) != 0
+            && !self.ctx_created.load(Relaxed)
+            && self.status.load(Relaxed) == 0
+    }
+}
+
+/// Resolves once a started request head has not completed within `limit` of
+/// its first byte. Pending forever otherwise.
+async fn head_deadline(state: &ConnState, epoch: Instant, limit: Duration) {
+    loop {
+        state.head_wait.notified().await;
+        let first = state.first_read.load(Relaxed);
+        if first == 0 {
+            continue;
+        }
+        let deadline = epoch + Duration::from_nanos(first) + limit;
+        tokio::time::sleep_until(deadline.into()).await;
+        if state.head_incomplete() && state.first_read.load(Relaxed) == first {
+            return;
+        }
+    }
 }
 
 /// Called from `new_ctx`: this request is on the normal, hooked path.
@@ -83,6 +227,9 @@ impl AsyncRead for Counted {
         if buf.filled().len() > before && self.state.first_read.load(Relaxed) == 0 {
             let ns = (self.epoch.elapsed().as_nanos() as u64).max(1);
             self.state.first_read.store(ns, Relaxed);
+        }
+        if res.is_pending() && self.state.head_incomplete() {
+            self.state.head_wait.notify_one();
         }
         res
     }
@@ -241,9 +388,34 @@ impl ProxyApp {
 impl ServerApp for ProxyApp {
     async fn process_new(
         self: &Arc<Self>,
-        stream: Stream,
+        mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let (max, idle, head_limit) = {
+            let live = self.shared.live.load();
+            let p = &live.config.proxy;
+            (
+                p.max_connections,
+                p.client_idle_timeout,
+                p.client_header_timeout,
+            )
+        };
+        // Dropping the stream closes it: past the cap, that is the refusal.
+        let _open = self.shared.proxy_conns.try_open(max)?;
+        // Hold no HTTP state (pingora's per-request future is tens of KiB)
+        // for a connection until it sends its first byte, or the idle timeout.
+        let mut shutdown_rx = shutdown.clone();
+        let mut first_byte = [0u8; 1];
+        tokio::select! {
+            biased;
+            first = tokio::time::timeout(idle, stream.try_peek(&mut first_byte)) => {
+                if !matches!(first, Ok(Ok(_))) {
+                    return None;
+                }
+            }
+            _ = shutdown_rx.changed() => return None,
+        }
+
         let epoch = Instant::now();
         let state = Arc::new(ConnState::default());
         let stream: Stream = Box::new(Counted {
@@ -251,29 +423,43 @@ impl ServerApp for ProxyApp {
             state: state.clone(),
             epoch,
         });
+        // pingora's keep-alive is in whole seconds, and 0 would mean "forever".
+        let idle_secs = idle.as_secs().max(1);
         // Same loop as pingora's HttpServerApp → ServerApp adapter (HTTP/1 only:
-        // the proxy listener is plain TCP without h2c).
+        // the proxy listener is plain TCP without h2c). Re-check on upgrade:
+        // pingora-core `apps/mod.rs`, `impl<T: HttpServerApp> ServerApp for T`.
         let mut session = ServerSession::new_http1(stream);
+        // Serve pipelined requests in order instead of closing the connection
+        // on bytes read ahead (pingora's default), which would drop them.
+        session.set_pipelining_enabled(true);
         let mut persistent = None;
         loop {
-            if *shutdown.borrow() {
-                session.set_keepalive(None);
-            } else {
-                session.set_keepalive(Some(KEEPALIVE_SECS));
-            }
             if let Some(p) = persistent.take() {
                 pingora::apps::HttpPersistentSettings::apply_to_session(p, &mut session);
             }
-            state.ctx_created.store(false, Relaxed);
-            state.status.store(0, Relaxed);
-            state.first_read.store(0, Relaxed);
-            state.armed.store(true, Relaxed);
-            let result = CONN
-                .scope(
-                    state.clone(),
-                    self.inner.process_new_http(session, shutdown),
-                )
-                .await;
+            // After the settings: they carry the client's "keep-alive" as no
+            // timeout at all, which would keep an idle connection forever.
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            } else {
+                session.set_keepalive(Some(idle_secs));
+            }
+            state.reset();
+            let request = CONN.scope(
+                state.clone(),
+                self.inner.process_new_http(session, shutdown),
+            );
+            let result = tokio::select! {
+                biased;
+                result = request => result,
+                _ = head_deadline(&state, epoch, head_limit) => {
+                    // Dropping the request future closes the connection, with
+                    // nothing written: the request never arrived.
+                    self.shared.proxy_conns.head_timeout();
+                    tracing::debug!("closed a connection whose request head did not arrive in time");
+                    return None;
+                }
+            };
             if !state.ctx_created.load(Relaxed) {
                 self.count_early(&state, epoch);
             }

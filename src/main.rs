@@ -17,6 +17,16 @@ use statuswatch::server::{self, RunOptions};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Purge the memory mimalloc keeps for reuse, process-wide. Its own purging
+/// runs on allocation, so after a connection flood the idle worker threads
+/// would hold on to it: measured, 4,000 slow clients left RSS at ~120 MiB
+/// until the next burst of traffic, against 18 MiB idle.
+fn release_memory() {
+    // SAFETY: `mi_collect` takes no pointers; it is documented as callable
+    // from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 #[derive(Parser)]
 #[command(
     name = "statuswatch",
@@ -98,6 +108,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 &RunOptions {
                     sources,
                     upgrade: cli.upgrade,
+                    release_memory: Some(release_memory),
                 },
             )?;
             tracing::info!(version = statuswatch::VERSION, "statuswatch starting");
@@ -122,6 +133,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 &RunOptions {
                     sources,
                     upgrade: false,
+                    release_memory: Some(release_memory),
                 },
             )?;
             let mut upstream = Service::new("demo upstream".to_string(), DemoUpstream::default());

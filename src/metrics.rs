@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 
 use prometheus::Encoder;
 
+use crate::conn::ConnLimit;
 use crate::state::{ReloadResult, Shared};
 use crate::status::{self, Origin, CELLS, CLASS_LABELS};
 use crate::tally::{UpstreamErrorKind, DURATION_BUCKETS};
@@ -319,7 +320,64 @@ pub fn render(shared: &Shared, out: &mut String) {
         );
     }
 
+    render_connections(shared, out);
     render_process(out);
+}
+
+/// Connections per listener: open, their cap, refused past it, and closed
+/// because a request head did not arrive in time.
+fn render_connections(shared: &Shared, out: &mut String) {
+    let live = shared.live.load();
+    let listeners = [
+        (
+            &shared.proxy_conns,
+            "proxy",
+            live.config.proxy.max_connections,
+        ),
+        (
+            &shared.admin_conns,
+            "admin",
+            live.config.admin.max_connections,
+        ),
+    ];
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ConnLimit, usize) -> u64,
+    );
+    let families: [Family; 4] = [
+        (
+            "statuswatch_connections_open",
+            "gauge",
+            "Client connections open, per listener.",
+            |c, _| c.open() as u64,
+        ),
+        (
+            "statuswatch_connections_limit",
+            "gauge",
+            "Most client connections open at once (proxy.max_connections, admin.max_connections).",
+            |_, max| max as u64,
+        ),
+        (
+            "statuswatch_connections_refused_total",
+            "counter",
+            "Client connections closed at once because the listener was at its limit.",
+            |c, _| c.refused(),
+        ),
+        (
+            "statuswatch_connections_head_timeouts_total",
+            "counter",
+            "Client connections closed because a request head did not arrive within proxy.client_header_timeout.",
+            |c, _| c.head_timeouts(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header(out, name, kind, help);
+        for (conns, label, max) in listeners {
+            let _ = writeln!(out, "{name}{{listener=\"{label}\"}} {}", value(conns, max));
+        }
+    }
 }
 
 /// The standard process_* metrics (CPU, RSS, fds, start time).

@@ -146,7 +146,7 @@ impl ProxyHttp for StatusProxy {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let already_answered = session
             .response_written()
-            .is_some_and(|r| !r.status.is_informational());
+            .is_some_and(|r| is_final(r.status));
         let code = if already_answered {
             // Headers are out; all we can do is cut the stream.
             0
@@ -210,8 +210,8 @@ impl ProxyHttp for StatusProxy {
         let end = Instant::now();
         let sent = session
             .response_written()
-            .map(|r| r.status.as_u16())
-            .filter(|c| *c >= 200 || *c < 100);
+            .filter(|r| is_final(r.status))
+            .map(|r| r.status.as_u16());
         let (code, origin) = match sent {
             Some(code) if !ctx.proxy_answered && ctx.upstream_status == Some(code) => {
                 (code, Origin::Upstream)
@@ -281,6 +281,14 @@ impl ProxyHttp for StatusProxy {
     }
 }
 
+/// Whether a written status ends the request's answer: every non-1xx, and
+/// 101, after which the connection belongs to the upgraded protocol (a
+/// WebSocket session is counted once, as the 101 the client received, when
+/// it ends). 100 and 103 are interim and never counted.
+fn is_final(status: http::StatusCode) -> bool {
+    !status.is_informational() || status == http::StatusCode::SWITCHING_PROTOCOLS
+}
+
 /// Map a pingora upstream error to our `kind` label.
 pub fn classify(t: &ErrorType) -> UpstreamErrorKind {
     match t {
@@ -336,6 +344,9 @@ mod tests {
             UpstreamErrorKind::Reset
         );
         assert_eq!(classify(&ErrorType::InvalidCert), UpstreamErrorKind::Tls);
+        assert!(is_final(http::StatusCode::SWITCHING_PROTOCOLS));
+        assert!(is_final(http::StatusCode::OK));
+        assert!(!is_final(http::StatusCode::CONTINUE));
         assert_eq!(
             classify(&ErrorType::InvalidHTTPHeader),
             UpstreamErrorKind::Other

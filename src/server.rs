@@ -13,17 +13,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
-use crate::admin::AdminApp;
 use crate::config::{Config, Sources};
 use crate::conn::ProxyApp;
 use crate::detect::{Detector, SignalSpec, Timing};
 use crate::proxy::StatusProxy;
 use crate::state::{Live, ReloadResult, Shared};
+
+/// Per-connection read buffer of the proxy listener (pingora's default: 64 KiB).
+const L4_READ_BUFFER: usize = 4096;
 
 /// Everything `run` needs besides the config.
 pub struct RunOptions {
@@ -31,6 +34,11 @@ pub struct RunOptions {
     pub sources: Sources,
     /// Take over listening sockets from a running instance (graceful upgrade).
     pub upgrade: bool,
+    /// Hand memory the allocator holds but no longer uses back to the OS.
+    /// Called every few seconds from the control thread: after a burst of
+    /// connections the worker threads may sit idle, and an idle thread never
+    /// gets round to purging what it freed. `None` = the allocator's own policy.
+    pub release_memory: Option<fn()>,
 }
 
 /// Check that an address can be bound, so a busy port stops start-up with a
@@ -46,8 +54,9 @@ pub fn check_bindable(key: &str, addr: SocketAddr) -> anyhow::Result<()> {
 pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static Shared)> {
     if !opts.upgrade {
         check_bindable("proxy.listen", cfg.proxy.listen)?;
-        check_bindable("admin.listen", cfg.admin.listen)?;
     }
+    let admin_listener = crate::admin::bind(cfg.admin.listen)
+        .with_context(|| format!("admin.listen: cannot listen on {}", cfg.admin.listen))?;
     let live = Live::build(cfg).context("invalid configuration")?;
     let cfg = live.config.clone();
     // The shared state lives as long as the process: leaking it lets every
@@ -83,13 +92,17 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     // pingora writes before any hook are tallied too (see conn.rs).
     let http = pingora::proxy::http_proxy(&server.configuration, StatusProxy::new(shared));
     let mut proxy = Service::new("statuswatch proxy".to_string(), ProxyApp::new(http, shared));
-    proxy.add_tcp(&cfg.proxy.listen.to_string());
+    // pingora gives every connection a 64 KiB read buffer by default: with
+    // thousands of idle or slow clients that is most of the process's memory.
+    // Heads are small, and body reads larger than the buffer bypass it.
+    proxy.add_listener(
+        ListenerConfig::tcp(cfg.proxy.listen.to_string())
+            .l4_buffer(L4BufferSettings::default().read(L4_READ_BUFFER)),
+    );
     let proxy = server.add_service(proxy);
 
-    let mut admin = Service::new("statuswatch admin".to_string(), AdminApp::new(shared));
-    admin.add_tcp(&cfg.admin.listen.to_string());
-    admin.threads = Some(1);
-    let admin = server.add_service(admin);
+    // Not a pingora service: it must outlive pingora's shutdown (see admin.rs).
+    crate::admin::spawn(shared, admin_listener).context("cannot start the admin listener")?;
 
     // Detector, SIGHUP reload and readiness share one small runtime.
     let mut control = background_service(
@@ -107,12 +120,12 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
                 shared,
                 probe: loopback(cfg.proxy.listen),
             },
+            release_memory: opts.release_memory,
         },
     );
     control.threads = Some(1);
     let control = server.add_service(control);
     control.add_dependency(&proxy);
-    control.add_dependency(&admin);
     Ok((server, shared))
 }
 
@@ -207,15 +220,33 @@ struct ControlTask {
     detector: DetectorTask,
     reload: ReloadTask,
     readiness: ReadinessTask,
+    release_memory: Option<fn()>,
 }
+
+/// How often `RunOptions::release_memory` runs.
+const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(5);
 
 #[async_trait]
 impl BackgroundService for ControlTask {
     async fn start(&self, shutdown: ShutdownWatch) {
+        let release = async {
+            let Some(release) = self.release_memory else {
+                return;
+            };
+            let mut every = tokio::time::interval(RELEASE_MEMORY_EVERY);
+            let mut shutdown = shutdown.clone();
+            loop {
+                tokio::select! {
+                    _ = every.tick() => release(),
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
         tokio::join!(
             self.detector.start(shutdown.clone()),
             self.reload.start(shutdown.clone()),
-            self.readiness.start(shutdown),
+            self.readiness.start(shutdown.clone()),
+            release,
         );
     }
 }
@@ -268,24 +299,52 @@ struct ReloadTask {
 }
 
 impl ReloadTask {
-    fn reload(&self) {
+    /// Load, check and apply the config: the one path for SIGHUP and for a
+    /// change on disk. A rejected config is counted and logged, and the
+    /// running one stays in force.
+    fn reload(&self, trigger: &'static str) {
         let old = self.shared.live.load_full();
-        match Config::load(&self.sources).and_then(Live::build) {
+        let built = Config::load_explicit(&self.sources).and_then(|loaded| {
+            old.config.check_reload(&loaded)?;
+            Live::build(loaded.config)
+        });
+        match built {
             Ok(live) => {
                 let restart = old.config.restart_required_changes(&live.config);
                 if !restart.is_empty() {
                     tracing::warn!(keys = ?restart, "config reloaded, but these keys only take effect after a restart");
                 }
+                let changed = old.config.changed_keys(&live.config);
                 let signals: Vec<&str> = live.signals.iter().map(|s| s.name.as_str()).collect();
-                tracing::info!(upstream = %live.upstream, ?signals, "config reloaded");
+                tracing::info!(trigger, upstream = %live.upstream, ?signals, ?changed, "config reloaded");
                 self.shared.apply(live);
                 self.shared.record_reload(ReloadResult::Success);
             }
             Err(e) => {
-                tracing::error!(error = %e, "config reload rejected; the running config stays in force");
+                tracing::error!(trigger, error = %e, "config reload rejected; the running config stays in force");
                 self.shared.record_reload(ReloadResult::Failure);
             }
         }
+    }
+
+    /// What the files behind the config say now: the config file and the
+    /// tenant allowlist, or the reason they cannot be read. Cheap for files
+    /// of a few KiB; the read is bounded like the config load.
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let allowlist = self.shared.live.load().config.tenant.allowlist_file.clone();
+        let files = self
+            .sources
+            .file
+            .iter()
+            .cloned()
+            .chain((!allowlist.trim().is_empty()).then(|| PathBuf::from(allowlist.trim())));
+        for path in files {
+            path.hash(&mut h);
+            crate::config::read_small_file(&path).hash(&mut h);
+        }
+        h.finish()
     }
 }
 
@@ -297,9 +356,38 @@ impl BackgroundService for ReloadTask {
             tracing::error!("cannot install the SIGHUP handler; reload disabled");
             return;
         };
+        let every = self.shared.live.load().config.reload.watch_interval;
+        let watching = !every.is_zero() && self.sources.file.is_some();
+        let mut poll = tokio::time::interval(if watching {
+            every
+        } else {
+            Duration::from_secs(3600)
+        });
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Files as last loaded, and a change seen once but not yet twice:
+        // a change applies once it has held still for one poll, so an editor
+        // or a `kubectl` update caught half-way is not even tried.
+        let mut applied = self.fingerprint();
+        let mut pending = None;
         loop {
             tokio::select! {
-                _ = hup.recv() => self.reload(),
+                _ = hup.recv() => {
+                    self.reload("SIGHUP");
+                    applied = self.fingerprint();
+                    pending = None;
+                }
+                _ = poll.tick(), if watching => {
+                    let now = self.fingerprint();
+                    if now == applied {
+                        pending = None;
+                    } else if pending == Some(now) {
+                        self.reload("file change");
+                        applied = now;
+                        pending = None;
+                    } else {
+                        pending = Some(now);
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
         }

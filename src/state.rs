@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, IpNet};
+use crate::conn::{ConnLimit, Listener};
 use crate::detect::{self, SignalSpec};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
@@ -54,6 +55,9 @@ pub struct Shared {
     pub global: Global,
     pub live: ArcSwap<Live>,
     pub detector: detect::SharedSnapshot,
+    /// Open connections per listener, with their caps.
+    pub proxy_conns: ConnLimit,
+    pub admin_conns: ConnLimit,
     reloads: [AtomicU64; 2],
     /// False until every service runs, and again once draining starts.
     ready: AtomicBool,
@@ -67,6 +71,8 @@ impl Shared {
             global: Global::default(),
             detector: ArcSwap::new(detect::empty_snapshot(&live.signals)),
             live: ArcSwap::from_pointee(live),
+            proxy_conns: ConnLimit::new(Listener::Proxy),
+            admin_conns: ConnLimit::new(Listener::Admin),
             reloads: Default::default(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

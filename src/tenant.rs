@@ -155,7 +155,7 @@ impl ResolverSpec {
     }
 
     fn load_allowlist(&self, path: &str) -> Result<HashSet<Box<str>>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::config::read_small_file(std::path::Path::new(path)).map_err(|e| {
             ConfigError::invalid("tenant.allowlist_file", format!("cannot read {path}: {e}"))
         })?;
         let mut set = HashSet::new();
@@ -185,24 +185,43 @@ impl ResolverSpec {
     }
 
     /// The raw tenant value the request claims, from the first source that has one.
-    pub fn extract<'r>(&self, req: &'r RequestHeader) -> Option<&'r [u8]> {
+    pub fn extract<'r>(&self, req: &'r RequestHeader) -> Option<Claim<'r>> {
         self.sources.iter().find_map(|s| match s {
-            Source::Header => req.headers.get(&self.header).map(|v| v.as_bytes()),
+            Source::Header => {
+                // Two tenant headers are ambiguous: an upstream reading the
+                // last one would disagree with a tally of the first.
+                let mut all = req.headers.get_all(&self.header).iter();
+                let first = all.next()?;
+                Some(if all.next().is_some() {
+                    Claim::Ambiguous
+                } else {
+                    Claim::Value(first.as_bytes())
+                })
+            }
             Source::Host => {
                 let host = req
                     .headers
                     .get(http::header::HOST)
                     .map(|v| v.as_bytes())
                     .or_else(|| req.uri.host().map(str::as_bytes))?;
-                host_subdomain(host, self.host_suffix.as_bytes())
+                host_subdomain(host, self.host_suffix.as_bytes()).map(Claim::Value)
             }
             Source::Path => {
                 let rest = req.uri.path().strip_prefix(self.path_prefix.as_str())?;
                 let seg = rest.split('/').next().unwrap_or("");
-                (!seg.is_empty()).then_some(seg.as_bytes())
+                (!seg.is_empty()).then_some(Claim::Value(seg.as_bytes()))
             }
         })
     }
+}
+
+/// What a request says about its tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim<'r> {
+    /// One raw value, still to be validated.
+    Value(&'r [u8]),
+    /// Several values for the tenant header: counted as `__invalid__`.
+    Ambiguous,
 }
 
 /// The label before `suffix` in a Host value (port stripped, case-insensitive).
@@ -375,7 +394,8 @@ impl Registry {
     pub fn resolve(&self, spec: &ResolverSpec, req: &RequestHeader, now: u32) -> SlotRef {
         match spec.extract(req) {
             None => SlotRef::NONE,
-            Some(raw) => self.lookup(spec, raw, now),
+            Some(Claim::Ambiguous) => SlotRef::INVALID,
+            Some(Claim::Value(raw)) => self.lookup(spec, raw, now),
         }
     }
 
@@ -646,6 +666,20 @@ mod tests {
             SlotRef::INVALID
         );
         assert_eq!(reg.tracked(), 1);
+    }
+
+    #[test]
+    fn duplicate_tenant_headers_are_ambiguous() {
+        let spec = spec_with(|_| {});
+        let reg = Registry::new(10);
+        let mut r = req("/", &[("X-Tenant-Name", b"one")]);
+        r.append_header("x-tenant-name", "two").unwrap();
+        assert_eq!(reg.resolve(&spec, &r, 0), SlotRef::INVALID);
+        // Even the same value twice: the request is malformed for us.
+        let mut r = req("/", &[("X-Tenant-Name", b"one")]);
+        r.append_header("X-Tenant-Name", "one").unwrap();
+        assert_eq!(reg.resolve(&spec, &r, 0), SlotRef::INVALID);
+        assert_eq!(reg.tracked(), 0);
     }
 
     #[test]

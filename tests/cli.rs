@@ -94,10 +94,12 @@ fn bad_configs_name_the_key() {
 
 #[test]
 fn bad_env_override_names_the_key() {
-    let (ok, text) = check("", &[("STATUSWATCH__TENANT__MAX_TENANTS", "plenty")]);
+    // (An empty file is refused on its own; see unusable_files_get_one_clear_line.)
+    let file = "[log]\nformat = \"text\"\n";
+    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "plenty")]);
     assert!(!ok);
     assert!(text.contains("max_tenants"), "{text}");
-    let (ok, text) = check("", &[("STATUSWATCH__PROXY__NOPE", "1")]);
+    let (ok, text) = check(file, &[("STATUSWATCH__PROXY__NOPE", "1")]);
     assert!(!ok);
     assert!(text.contains("nope"), "{text}");
 }
@@ -110,6 +112,53 @@ fn missing_file_is_an_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here.toml"));
+}
+
+#[test]
+fn unusable_files_get_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let comments = dir.path().join("comments.toml");
+    std::fs::write(&comments, "# nothing but a comment\n\n   \n# and another\n").unwrap();
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+    let missing = dir.path().join("missing.toml");
+    let cases = [
+        ("/dev/zero".into(), "not a regular file"),
+        (dir.path().to_path_buf(), "is a directory"),
+        (missing, "no such file"),
+        (empty, "no settings"),
+        (comments, "no settings"),
+        (big, "larger than 1024 KiB"),
+    ];
+    for (path, reason) in cases {
+        let started = std::time::Instant::now();
+        let out = Command::new(bin())
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path:?} accepted");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains(&*path.to_string_lossy()) && err.contains(reason),
+            "{path:?}: expected the path and {reason:?}, got: {err}"
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "one line for {path:?}: {err}"
+        );
+        // The reason is said once, not repeated by an error chain.
+        assert_eq!(err.matches(reason).count(), 1, "{err}");
+    }
 }
 
 #[test]

@@ -42,7 +42,8 @@ pub struct SeenRequest {
 /// headers back as text), `/reset` (RST without answering), `/reset-mid`
 /// (headers, part of the body, then RST), `/malformed` (garbage response),
 /// `/close` (answers then closes the keep-alive connection abruptly),
-/// `/tenant/{name}` (200 with `X-Resolved-Tenant: {name}`).
+/// `/tenant/{name}` (200 with `X-Resolved-Tenant: {name}`), `/upgrade` (101,
+/// then echoes bytes both ways until the client closes, like a WebSocket).
 pub struct Upstream {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -207,6 +208,22 @@ fn serve(conn: TcpStream) {
                 w.flush()
             })();
             res
+        } else if path == "/upgrade" {
+            let _ = w.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            );
+            let _ = w.flush();
+            let mut buf = [0u8; 4096];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if w.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
         } else if path == "/reset" {
             reset(&w);
             return;
