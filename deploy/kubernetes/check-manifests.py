@@ -138,7 +138,7 @@ def check_build(path):
         need(any(sel.items() <= lab.items() for lab in pod_labels), f"{where}: selects no patched pod")
         need(svc["spec"]["ports"][0]["targetPort"] == "sw-proxy", f"{where}: first port must target sw-proxy")
         for p in svc["spec"]["ports"][1:]:
-            need(p["targetPort"] != "sw-proxy", f"{where}: only the first port goes through statuswatch")
+            need(p.get("targetPort") != "sw-proxy", f"{where}: only the first port goes through statuswatch")
 
     pm = objs.get(("PodMonitor", "statuswatch"))
     if need(pm, f"{name}: PodMonitor statuswatch missing"):
