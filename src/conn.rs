@@ -377,6 +377,7 @@ impl ProxyApp {
                 .elapsed()
                 .saturating_sub(Duration::from_nanos(started))
         };
+        slot.counters.observe(elapsed);
         shared
             .global
             .observe(status::class_index(code), Origin::Proxy, elapsed);

@@ -14,7 +14,9 @@ use prometheus::Encoder;
 use crate::conn::ConnLimit;
 use crate::state::{ReloadResult, Shared};
 use crate::status::{self, Origin, CELLS, CLASS_LABELS};
-use crate::tally::{UpstreamErrorKind, DURATION_BUCKETS};
+use crate::tally::{
+    TenantLatencySnapshot, UpstreamErrorKind, DURATION_BUCKETS, TENANT_DURATION_LE,
+};
 use crate::tenant::ALL;
 
 /// Content type of the text exposition format.
@@ -118,6 +120,22 @@ pub fn render(shared: &Shared, out: &mut String) {
             );
         }
     }
+
+    header(
+        out,
+        "statuswatch_tenant_request_duration_seconds",
+        "histogram",
+        "Client-observed request duration by tenant, with few buckets to bound the series per tenant.",
+    );
+    shared.registry.for_each(|tenant, r, slot| {
+        let h = slot.counters.latency();
+        // Tracked tenants always (a series born at 0 lets rate() see the
+        // first request); reserved tenants only once they have traffic.
+        if r.is_reserved() && h.count == 0 {
+            return;
+        }
+        tenant_histogram(out, tenant, &h);
+    });
 
     header(
         out,
@@ -419,6 +437,39 @@ fn responses_line(out: &mut String, tenant: &str, code: Code, class: &str, origi
     out.push('\n');
 }
 
+/// One tenant's `statuswatch_tenant_request_duration_seconds` series: the
+/// buckets, `_sum` and `_count` (8 lines), written without formatting machinery.
+fn tenant_histogram(out: &mut String, tenant: &str, h: &TenantLatencySnapshot) {
+    const NAME: &str = "statuswatch_tenant_request_duration_seconds";
+    for (le, n) in TENANT_DURATION_LE
+        .iter()
+        .copied()
+        .zip(h.cumulative)
+        .chain(std::iter::once(("+Inf", h.count)))
+    {
+        out.push_str(NAME);
+        out.push_str("_bucket{tenant=\"");
+        escape_into(out, tenant);
+        out.push_str("\",le=\"");
+        out.push_str(le);
+        out.push_str("\"} ");
+        push_int(out, n);
+        out.push('\n');
+    }
+    out.push_str(NAME);
+    out.push_str("_sum{tenant=\"");
+    escape_into(out, tenant);
+    out.push_str("\"} ");
+    push_float(out, h.sum_seconds);
+    out.push('\n');
+    out.push_str(NAME);
+    out.push_str("_count{tenant=\"");
+    escape_into(out, tenant);
+    out.push_str("\"} ");
+    push_int(out, h.count);
+    out.push('\n');
+}
+
 fn spike_line(
     out: &mut String,
     metric: &str,
@@ -545,6 +596,59 @@ mod tests {
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
+    }
+
+    #[test]
+    fn tenant_latency_series_follow_the_slot() {
+        let s = shared();
+        let live = s.live.load();
+        let r = s.registry.lookup(&live.resolver, b"inkhouse", 0);
+        s.registry.lookup(&live.resolver, b"idle", 0);
+        let slot = s.registry.slot(r);
+        slot.counters.observe(std::time::Duration::from_millis(3));
+        slot.counters.observe(std::time::Duration::from_millis(300));
+        let mut out = String::new();
+        render(&s, &mut out);
+        let m = "statuswatch_tenant_request_duration_seconds";
+        for want in [
+            format!("# TYPE {m} histogram\n"),
+            format!("{m}_bucket{{tenant=\"inkhouse\",le=\"0.005\"}} 1\n"),
+            format!("{m}_bucket{{tenant=\"inkhouse\",le=\"0.1\"}} 1\n"),
+            format!("{m}_bucket{{tenant=\"inkhouse\",le=\"0.5\"}} 2\n"),
+            format!("{m}_bucket{{tenant=\"inkhouse\",le=\"+Inf\"}} 2\n"),
+            format!("{m}_sum{{tenant=\"inkhouse\"}} 0.303\n"),
+            format!("{m}_count{{tenant=\"inkhouse\"}} 2\n"),
+            // a tracked tenant with no finished request yet starts at 0
+            format!("{m}_count{{tenant=\"idle\"}} 0\n"),
+        ] {
+            assert!(out.contains(&want), "missing {want:?} in\n{out}");
+        }
+        // 8 series per tracked tenant; reserved tenants without traffic have none
+        assert_eq!(out.lines().filter(|l| l.starts_with(m)).count(), 16);
+        assert!(!out.contains(&format!("{m}_count{{tenant=\"__none__\"}}")));
+
+        // reclaiming the slot removes the tenant's series with its other series
+        let mut cfg = Config::defaults().unwrap();
+        cfg.tenant.idle_ttl = std::time::Duration::from_secs(1);
+        let spec = crate::tenant::ResolverSpec::from_config(&cfg.tenant).unwrap();
+        assert_eq!(s.registry.sweep(&spec, 10), 2);
+        render(&s, &mut out);
+        assert!(
+            !out.contains(&format!("{m}_bucket{{tenant=\"inkhouse\"")),
+            "{out}"
+        );
+        // two new tenants reuse both freed slots (one held inkhouse's two
+        // observations): each starts from zero
+        s.registry.lookup(&live.resolver, b"inkhouse", 11);
+        s.registry.lookup(&live.resolver, b"other", 11);
+        render(&s, &mut out);
+        for t in ["inkhouse", "other"] {
+            assert!(
+                out.contains(&format!("{m}_count{{tenant=\"{t}\"}} 0\n")),
+                "{out}"
+            );
+        }
+        assert!(!out.contains(&format!("{m}_sum{{tenant=\"inkhouse\"}} 0.303")));
     }
 
     #[test]

@@ -229,6 +229,8 @@ impl ProxyHttp for StatusProxy {
         }
         let slot = registry.slot(ctx.tenant);
         slot.counters.add(origin, status::cell_of(code));
+        slot.counters
+            .observe(end.saturating_duration_since(ctx.start));
         if !ctx.tenant.is_reserved() {
             registry.touch(ctx.tenant, now);
             if slot.set_suspended(code == 451) {

@@ -1,11 +1,27 @@
-//! The counters: per tenant slot a fixed array of cells (status cell × origin),
-//! plus process-wide counters (undocumented codes, upstream error kinds, the
-//! duration histogram, in-flight requests).
+//! The counters: per tenant slot a fixed array of cells (status cell × origin)
+//! and a small latency histogram, plus process-wide counters (undocumented
+//! codes, upstream error kinds, the duration histogram, in-flight requests).
 //!
 //! Everything here is a relaxed atomic. Per-tenant cells are only contended
 //! when two threads answer the same tenant at once; process-wide counters that
 //! every request touches (histogram, in-flight) are sharded per thread so the
 //! request path never bounces a shared cache line.
+//!
+//! # Per-tenant latency
+//! Each tenant slot carries a histogram with only [`TENANT_DURATION_BUCKETS`]
+//! (five bounds plus +Inf) and a sum, on one cache line of its own. Why a
+//! histogram and not just `_sum`/`_count`: the per-request cost is the same
+//! (one bucket pick without branches, two uncontended atomic adds on a line
+//! the thread already owns for that tenant), and only buckets give p95/p99,
+//! which is what latency questions are about; a mean hides the slow tail.
+//! Why so few buckets: every bucket is one series per tenant, so the budget
+//! is 8 series per tracked tenant (6 buckets + `_sum` + `_count`), bounded by
+//! `tenant.max_tenants` like every other tenant series. The bounds are a
+//! subset of [`DURATION_BUCKETS`], so per-tenant and overall quantiles are
+//! interpolated over the same edges. Users who want only the mean can drop
+//! the `_bucket` series at scrape time and keep 2 series per tenant.
+//! The histogram lives in [`Counters`], so reclaiming a slot resets it with
+//! the response counters and a reclaimed tenant's series leave together.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -13,17 +29,52 @@ use std::time::Duration;
 
 use crate::status::{self, Origin, CELLS};
 
-/// One tenant's response counters, indexed by `origin * CELLS + cell`.
+/// Bucket upper bounds in seconds (`le`) of the per-tenant latency
+/// histogram `statuswatch_tenant_request_duration_seconds`; +Inf is implied.
+pub const TENANT_DURATION_BUCKETS: [f64; 5] = [0.005, 0.025, 0.1, 0.5, 2.5];
+/// The same bounds as label text, so rendering formats no floats.
+pub const TENANT_DURATION_LE: [&str; 5] = ["0.005", "0.025", "0.1", "0.5", "2.5"];
+const TENANT_BUCKET_NANOS: [u64; 5] = [
+    5_000_000,
+    25_000_000,
+    100_000_000,
+    500_000_000,
+    2_500_000_000,
+];
+
+/// One tenant's latency histogram: non-cumulative buckets (the last is +Inf)
+/// and the sum in nanoseconds. Aligned to a cache line so the two adds of an
+/// observation touch one line.
+#[repr(align(64))]
+#[derive(Default)]
+struct TenantLatency {
+    buckets: [AtomicU64; TENANT_DURATION_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// One tenant's response counters, indexed by `origin * CELLS + cell`, and
+/// its latency histogram.
 pub struct Counters {
     cells: [AtomicU64; CELLS * 2],
+    latency: TenantLatency,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
             cells: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: TenantLatency::default(),
         }
     }
+}
+
+/// A tenant's latency histogram read for exposition.
+pub struct TenantLatencySnapshot {
+    /// Cumulative counts for each bound of [`TENANT_DURATION_BUCKETS`].
+    pub cumulative: [u64; TENANT_DURATION_BUCKETS.len()],
+    /// Observations (the +Inf bucket).
+    pub count: u64,
+    pub sum_seconds: f64,
 }
 
 impl Counters {
@@ -42,14 +93,51 @@ impl Counters {
         self.get(Origin::Upstream, cell) + self.get(Origin::Proxy, cell)
     }
 
+    /// Responses counted (both origins, every cell); latency is not included.
     pub fn total(&self) -> u64 {
         self.cells.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Record one response's client-observed duration in the tenant's
+    /// histogram. Lock-free and allocation-free: the bucket index is the
+    /// number of bounds below the value (no branches), then two relaxed adds.
+    #[inline]
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        let bucket: usize = TENANT_BUCKET_NANOS
+            .iter()
+            .map(|&b| usize::from(nanos > b))
+            .sum();
+        self.latency.buckets[bucket].fetch_add(1, Relaxed);
+        self.latency.sum_nanos.fetch_add(nanos, Relaxed);
+    }
+
+    /// The latency histogram, cumulative. Each bucket is read once, so the
+    /// snapshot is consistent with itself (cumulative counts never decrease
+    /// along `le`) even while requests are being observed.
+    pub fn latency(&self) -> TenantLatencySnapshot {
+        let mut cumulative = [0u64; TENANT_DURATION_BUCKETS.len()];
+        let mut acc = 0u64;
+        for (i, c) in cumulative.iter_mut().enumerate() {
+            acc += self.latency.buckets[i].load(Relaxed);
+            *c = acc;
+        }
+        let count = acc + self.latency.buckets[TENANT_DURATION_BUCKETS.len()].load(Relaxed);
+        TenantLatencySnapshot {
+            cumulative,
+            count,
+            sum_seconds: self.latency.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
     }
 
     pub fn reset(&self) {
         for c in &self.cells {
             c.store(0, Relaxed);
         }
+        for b in &self.latency.buckets {
+            b.store(0, Relaxed);
+        }
+        self.latency.sum_nanos.store(0, Relaxed);
     }
 }
 
@@ -263,6 +351,43 @@ mod tests {
         assert_eq!(c.total(), 3);
         c.reset();
         assert_eq!(c.total(), 0);
+    }
+
+    #[test]
+    fn tenant_latency_buckets_bounds_and_reset() {
+        let c = Counters::default();
+        assert_eq!(c.latency().count, 0);
+        // on a bound counts in that bucket (le is "less than or equal")
+        c.observe(Duration::from_millis(5));
+        c.observe(Duration::from_micros(5_001));
+        c.observe(Duration::from_millis(30));
+        c.observe(Duration::from_millis(2_500));
+        c.observe(Duration::from_secs(31));
+        let h = c.latency();
+        assert_eq!(h.cumulative, [1, 2, 3, 3, 4]);
+        assert_eq!(h.count, 5);
+        assert!(
+            (h.sum_seconds - 33.540001).abs() < 1e-9,
+            "{}",
+            h.sum_seconds
+        );
+        assert_eq!(c.total(), 0, "latency is not a response count");
+        c.add(Origin::Upstream, status::cell_of(200));
+        c.reset();
+        assert_eq!(c.latency().count, 0);
+        assert_eq!(c.latency().sum_seconds, 0.0);
+        assert_eq!(c.total(), 0);
+    }
+
+    #[test]
+    fn tenant_bounds_are_global_bounds() {
+        for (b, le) in TENANT_DURATION_BUCKETS.iter().zip(TENANT_DURATION_LE) {
+            assert!(DURATION_BUCKETS.contains(b), "{b} is not a global bucket");
+            assert_eq!(le.parse::<f64>().ok(), Some(*b));
+        }
+        for (b, n) in TENANT_DURATION_BUCKETS.iter().zip(TENANT_BUCKET_NANOS) {
+            assert_eq!((b * 1e9).round() as u64, n);
+        }
     }
 
     #[test]

@@ -1,7 +1,15 @@
 #!/usr/bin/env python3
-"""Structural checks of deploy/kubernetes that a JSON schema cannot express, and of the
-two CRD objects (ServiceMonitor, PrometheusRule) that the offline schema validator has no
-schema for. Needs PyYAML (and tomllib, Python >= 3.11). Exit 1 on any problem.
+"""Structural checks of rendered kustomize builds that a JSON schema cannot express, and of
+the CRD objects (PodMonitor, PrometheusRule) the offline schema validator has no schema for.
+
+    check-manifests.py BUILD.yaml...     # each file: one rendered kustomization
+
+For every Deployment the Component selected (label statuswatch.io/sidecar=enabled) the
+sidecar must be complete and wired (ports, probes, token, config, security, resources,
+stop budget, upstream = a port of another container); unselected Deployments must be
+untouched; selected Services must send their first port to the proxy; the PodMonitor must
+select the patched pods. The worked example (Deployment rev23-api) must also run the
+shipped config. Needs PyYAML and tomllib (Python >= 3.11). Exit 1 on any problem.
 """
 import os
 import re
@@ -12,6 +20,9 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+SIDECAR = ("statuswatch.io/sidecar", "enabled")
+IANA = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
+HASHED = re.compile(r"^statuswatch-config-[a-z0-9]{10}$")
 problems = []
 
 
@@ -21,113 +32,145 @@ def need(cond, msg):
     return cond
 
 
-def load(name):
-    with open(os.path.join(HERE, name)) as f:
-        return [d for d in yaml.safe_load_all(f) if d]
-
-
-kust = load("kustomization.yaml")[0]
-objs = {}
-for res in kust["resources"]:
-    for d in load(res):
-        objs[(d["kind"], d["metadata"]["name"])] = d
-kinds = sorted({k for k, _ in objs})
-need(kinds == ["ConfigMap", "Deployment", "PrometheusRule", "Secret", "Service", "ServiceMonitor"],
-     f"unexpected kinds {kinds}")
-
-dep = objs[("Deployment", "rev23-api")]
-pod = dep["spec"]["template"]["spec"]
-need(dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
-     "Deployment selector does not match its pod labels")
-ctrs = {c["name"]: c for c in pod["containers"]}
-need(set(ctrs) == {"api", "statuswatch"}, f"containers {sorted(ctrs)}")
-sw = ctrs["statuswatch"]
-need(sw.get("command", []) + sw.get("args", []) ==
-     ["/usr/local/bin/statuswatch", "--config", "/etc/statuswatch/statuswatch.toml"], "statuswatch command line")
-ports = {p["name"]: p["containerPort"] for c in ctrs.values() for p in c.get("ports", [])}
-need(ports == {"http": 8080, "sw-admin": 9464}, f"container ports {ports}")
-IANA = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
-for c in ctrs.values():
-    for p in c.get("ports", []):
-        need(IANA.match(p["name"]), f"port name {p['name']!r} is not an IANA_SVC_NAME (<= 15 chars)")
-need(sw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "sw-admin"}, "readiness probe /readyz on 9464")
-need(sw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "sw-admin"}, "liveness probe /healthz on 9464")
-env = {e["name"]: e for e in sw.get("env", [])}
-tok = env.get("STATUSWATCH__ADMIN__BEARER_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
-secret = objs.get(("Secret", tok.get("name")))
-need(secret and tok.get("key") in secret.get("stringData", secret.get("data", {})),
-     "STATUSWATCH__ADMIN__BEARER_TOKEN must come from an existing Secret key")
-for c in ctrs.values():
-    sc = c.get("securityContext", {})
-    need(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True
-         and sc.get("capabilities", {}).get("drop") == ["ALL"]
-         and (sc.get("runAsNonRoot") or pod.get("securityContext", {}).get("runAsNonRoot")),
-         f"container {c['name']}: securityContext must set runAsNonRoot, readOnlyRootFilesystem, "
-         "allowPrivilegeEscalation=false, drop ALL")
-    need(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits", {}).get("memory"),
-         f"container {c['name']}: resources.requests and a memory limit")
-vols = {v["name"]: v for v in pod.get("volumes", [])}
-for m in sw.get("volumeMounts", []):
-    need(m["name"] in vols, f"volumeMount {m['name']} has no volume")
-cfg_vol = [m for m in sw["volumeMounts"] if m["mountPath"] == "/etc/statuswatch"]
-need(cfg_vol and vols[cfg_vol[0]["name"]].get("configMap", {}).get("name") == "statuswatch-config",
-     "/etc/statuswatch must mount ConfigMap statuswatch-config")
-
-# config: config/statuswatch.toml with [admin] listen = 0.0.0.0:9464, nothing else changed
-cm = objs[("ConfigMap", "statuswatch-config")]
-conf = tomllib.loads(cm["data"]["statuswatch.toml"])
-with open(os.path.join(ROOT, "config", "statuswatch.toml"), "rb") as f:
-    shipped = tomllib.load(f)
-expected = dict(shipped, admin=dict(shipped["admin"], listen="0.0.0.0:9464"))
-need(conf == expected, "ConfigMap statuswatch.toml must equal config/statuswatch.toml except [admin] listen")
-need(conf["proxy"]["upstream"] == "127.0.0.1:3000" and conf["proxy"]["listen"].endswith(":8080")
-     and conf["admin"]["listen"] == "0.0.0.0:9464", "proxy/admin addresses in the ConfigMap")
-
-
 def secs(s):
     m = re.fullmatch(r"(\d+)(ms|s|m)", s)
     return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
 
 
-pre = sw.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", ["sleep", "0"])
-stop_budget = int(pre[-1]) + secs(conf["proxy"]["grace_period"]) + secs(conf["proxy"]["shutdown_timeout"])
-need(pod["terminationGracePeriodSeconds"] == 30 and stop_budget < 30,
-     f"terminationGracePeriodSeconds 30 must exceed preStop + grace_period + shutdown_timeout ({stop_budget}s)")
+def check_security(where, c, pod):
+    sc = c.get("securityContext", {})
+    need(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True
+         and sc.get("capabilities", {}).get("drop") == ["ALL"]
+         and (sc.get("runAsNonRoot") or pod.get("securityContext", {}).get("runAsNonRoot")),
+         f"{where}: securityContext must set runAsNonRoot, readOnlyRootFilesystem, "
+         "allowPrivilegeEscalation=false, drop ALL")
+    need(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits", {}).get("memory"),
+         f"{where}: resources.requests and a memory limit")
 
-# Services: client Service only to 8080; metrics Service for the ServiceMonitor
-svc = objs[("Service", "rev23-api")]
-need([(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(8080, "http")],
-     "Service rev23-api must expose only the proxy port 8080")
-pod_labels = dep["spec"]["template"]["metadata"]["labels"]
-for (k, n), o in objs.items():
-    if k == "Service":
-        need(o["spec"]["selector"].items() <= pod_labels.items(), f"Service {n} selects no pod")
-        for p in o["spec"]["ports"]:
-            need(p["targetPort"] in ports, f"Service {n} targetPort {p['targetPort']} is no container port")
 
-# ServiceMonitor (CRD: structural check)
-sm = objs[("ServiceMonitor", "statuswatch")]
-need(sm["apiVersion"] == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
-sel = sm["spec"]["selector"]["matchLabels"]
-msvcs = [o for (k, _), o in objs.items() if k == "Service" and sel.items() <= o["metadata"]["labels"].items()]
-need(len(msvcs) == 1, "ServiceMonitor must select exactly one Service")
-if msvcs:
-    m = msvcs[0]
-    need(m["metadata"]["labels"].get(sm["spec"].get("jobLabel")) == "statuswatch",
-         'ServiceMonitor jobLabel must give job="statuswatch" (the alerts use up{job="statuswatch"})')
-    names = {p["name"] for p in m["spec"]["ports"]}
-    for ep in sm["spec"]["endpoints"]:
-        need(ep["port"] in names, f"ServiceMonitor endpoint port {ep['port']} not on the Service")
-        need(ep.get("path") == "/metrics", "ServiceMonitor path /metrics")
-        cred = ep.get("authorization", {}).get("credentials", {})
-        need(ep.get("authorization", {}).get("type") == "Bearer" and cred.get("name") == tok.get("name")
-             and cred.get("key") == tok.get("key"), "ServiceMonitor must send the sidecars' bearer token")
+def check_build(path):
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    name = os.path.basename(path)
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    need(len(objs) == len(docs), f"{name}: duplicate objects")
+    deps = [d for (k, _), d in objs.items() if k == "Deployment"]
+    selected = [d for d in deps if d["metadata"].get("labels", {}).get(SIDECAR[0]) == SIDECAR[1]]
+    need(selected, f"{name}: no Deployment labelled {SIDECAR[0]}={SIDECAR[1]}")
+    tokens = set()
+    for dep in deps:
+        where = f"{name}: Deployment {dep['metadata']['name']}"
+        pod = dep["spec"]["template"]["spec"]
+        ctrs = {c["name"]: c for c in pod["containers"]}
+        if dep not in selected:
+            need("statuswatch" not in ctrs, f"{where}: not selected, yet patched")
+            continue
+        need(dep["spec"]["template"]["metadata"]["labels"].get(SIDECAR[0]) == SIDECAR[1],
+             f"{where}: pod template lacks the label the PodMonitor selects")
+        need(dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
+             f"{where}: selector does not match its pod labels")
+        sw = ctrs.get("statuswatch")
+        if not need(sw, f"{where}: no statuswatch container"):
+            continue
+        need(not any(c["name"] == "statuswatch" for c in pod.get("initContainers", [])),
+             f"{where}: statuswatch must be a regular container (shutdown order), not a native sidecar")
+        need(sw.get("command", []) + sw.get("args", []) in
+             (["--config", "/etc/statuswatch/statuswatch.toml"],
+              ["/usr/local/bin/statuswatch", "--config", "/etc/statuswatch/statuswatch.toml"]),
+             f"{where}: statuswatch command line")
+        ports = {p["name"]: p["containerPort"] for p in sw.get("ports", [])}
+        need(ports == {"sw-proxy": 9080, "sw-admin": 9464}, f"{where}: statuswatch ports {ports}")
+        all_ports = [p for c in pod["containers"] for p in c.get("ports", [])]
+        for p in all_ports:
+            need("name" not in p or IANA.match(p["name"]), f"{where}: port name {p.get('name')!r} is not an IANA_SVC_NAME")
+        need(len({p["containerPort"] for p in all_ports}) == len(all_ports), f"{where}: two containers declare one port")
+        need(sw["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "sw-admin"}, f"{where}: readiness /readyz on sw-admin")
+        need(sw["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "sw-admin"}, f"{where}: liveness /healthz on sw-admin")
+        env = {e["name"]: e for e in sw.get("env", [])}
+        need(env.get("STATUSWATCH__PROXY__LISTEN", {}).get("value") == "0.0.0.0:9080", f"{where}: proxy must listen on 0.0.0.0:9080")
+        upstream = env.get("STATUSWATCH__PROXY__UPSTREAM", {}).get("value", "")
+        others = {p["containerPort"] for c in pod["containers"] if c is not sw for p in c.get("ports", [])}
+        m = re.fullmatch(r"127\.0\.0\.1:(\d+)", upstream)
+        need(m and int(m.group(1)) in others,
+             f"{where}: STATUSWATCH__PROXY__UPSTREAM {upstream!r} must be 127.0.0.1:<a port of the API container> {sorted(others)}")
+        tok = env.get("STATUSWATCH__ADMIN__BEARER_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        need(tok.get("name") and tok.get("key"), f"{where}: bearer token from a Secret")
+        tokens.add((tok.get("name"), tok.get("key")))
+        secret = objs.get(("Secret", tok.get("name")))
+        if secret is not None:
+            need(tok.get("key") in secret.get("stringData", secret.get("data", {})), f"{where}: Secret lacks key {tok.get('key')}")
+        check_security(f"{where} container statuswatch", sw, pod)
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        for c in pod["containers"]:
+            for mnt in c.get("volumeMounts", []):
+                need(mnt["name"] in vols, f"{where}: volumeMount {mnt['name']} has no volume")
+        cfg = [m for m in sw.get("volumeMounts", []) if m["mountPath"] == "/etc/statuswatch"]
+        cm_name = vols.get(cfg[0]["name"], {}).get("configMap", {}).get("name", "") if cfg else ""
+        need(HASHED.match(cm_name), f"{where}: /etc/statuswatch must mount the hashed ConfigMap, got {cm_name!r}")
+        cm = objs.get(("ConfigMap", cm_name))
+        if need(cm, f"{where}: ConfigMap {cm_name} is not in the build"):
+            conf = tomllib.loads(cm["data"]["statuswatch.toml"])
+            need(conf.get("admin", {}).get("listen") == "0.0.0.0:9464",
+                 f"{where}: config admin.listen must be 0.0.0.0:9464 (probes and Prometheus reach the pod IP)")
+            proxy = conf.get("proxy", {})
+            sleep = sw.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+            budget = sleep + secs(proxy.get("grace_period", "20s")) + secs(proxy.get("shutdown_timeout", "5s"))
+            grace = pod.get("terminationGracePeriodSeconds", 30)
+            need(budget < grace, f"{where}: preStop + grace_period + shutdown_timeout = {budget}s must be < "
+                                 f"terminationGracePeriodSeconds {grace}s")
+            if dep["metadata"]["name"] == "rev23-api":
+                with open(os.path.join(ROOT, "config", "statuswatch.toml"), "rb") as f:
+                    shipped = tomllib.load(f)
+                need(conf == dict(shipped, admin=dict(shipped["admin"], listen="0.0.0.0:9464")),
+                     f"{where}: config must be config/statuswatch.toml except admin.listen")
+        if dep["metadata"]["name"] == "rev23-api":
+            api = ctrs.get("api", {})
+            need(api.get("readinessProbe"), f"{where}: the API container needs a readiness probe")
+            for c in pod["containers"]:
+                check_security(f"{where} container {c['name']}", c, pod)
 
-# PrometheusRule (CRD: structural check; its groups are checked against the rules file separately)
-pr = objs[("PrometheusRule", "statuswatch")]
-need(pr["apiVersion"] == "monitoring.coreos.com/v1" and pr["spec"]["groups"], "PrometheusRule apiVersion/groups")
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in selected]
+    for (k, n), svc in objs.items():
+        if k != "Service" or svc["metadata"].get("labels", {}).get(SIDECAR[0]) != SIDECAR[1]:
+            continue
+        where = f"{name}: Service {n}"
+        sel = svc["spec"]["selector"]
+        need(any(sel.items() <= lab.items() for lab in pod_labels), f"{where}: selects no patched pod")
+        need(svc["spec"]["ports"][0]["targetPort"] == "sw-proxy", f"{where}: first port must target sw-proxy")
+        for p in svc["spec"]["ports"][1:]:
+            need(p.get("targetPort") != "sw-proxy", f"{where}: only the first port goes through statuswatch")
 
-for p in problems:
-    print(f"  problem: {p}")
-print(f"kubernetes structural checks: {len(problems)} problem(s) in {len(objs)} objects")
-sys.exit(1 if problems else 0)
+    pm = objs.get(("PodMonitor", "statuswatch"))
+    if need(pm, f"{name}: PodMonitor statuswatch missing"):
+        need(pm["apiVersion"] == "monitoring.coreos.com/v1", f"{name}: PodMonitor apiVersion")
+        need("release" in pm["metadata"].get("labels", {}),
+             f"{name}: PodMonitor needs the release label kube-prometheus-stack selects by")
+        sel = pm["spec"]["selector"]["matchLabels"]
+        need(pod_labels and all(sel.items() <= lab.items() for lab in pod_labels),
+             f"{name}: PodMonitor must select every patched pod")
+        for ep in pm["spec"]["podMetricsEndpoints"]:
+            need(ep["port"] == "sw-admin" and ep.get("path") == "/metrics", f"{name}: PodMonitor scrapes sw-admin /metrics only")
+            cred = ep.get("authorization", {}).get("credentials", {})
+            need(ep.get("authorization", {}).get("type") == "Bearer" and {(cred.get("name"), cred.get("key"))} == tokens,
+                 f"{name}: PodMonitor must send the sidecars' bearer token")
+            need({"action": "replace", "targetLabel": "job", "replacement": "statuswatch"} in ep.get("relabelings", []),
+                 f'{name}: PodMonitor must set job="statuswatch" (the rules and dashboards use it)')
+    if ("PrometheusRule", "statuswatch") in objs:
+        pr = objs[("PrometheusRule", "statuswatch")]
+        need(pr["apiVersion"] == "monitoring.coreos.com/v1" and pr["spec"]["groups"], f"{name}: PrometheusRule")
+    return len(objs)
+
+
+def main(paths):
+    if not paths:
+        print(__doc__)
+        return 2
+    total = sum(check_build(p) for p in paths)
+    for p in problems:
+        print(f"  problem: {p}")
+    print(f"kubernetes structural checks: {len(problems)} problem(s) in {total} objects of {len(paths)} build(s)")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

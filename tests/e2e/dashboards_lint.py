@@ -3,10 +3,15 @@
 
 Checks, per dashboard:
   json          the file parses and is a JSON object
-  meta          uid (statuswatch-*, unique across files), title, schemaVersion 39, tags
-  variables     $datasource (type datasource, query prometheus); $job and $instance
-                (query variables, multi, include All, allValue ".*"); $tenant if a panel uses it;
-                every query variable uses ${datasource}
+  meta          uid (statuswatch-*, unique across files), title, schemaVersion 39, tags,
+                editable false (provisioned dashboards are changed in the repository, not in the UI)
+  variables     $datasource (type datasource, query prometheus); $cluster, $namespace, $job,
+                $instance (query variables, multi, include All, chained in that order on
+                statuswatch_build_info); $job and $instance allValue ".+" (the labels always exist,
+                as common dashboard linters require); $cluster and $namespace allValue ".*",
+                because a single-cluster Prometheus or a static scrape has no such label and
+                ".+" would match nothing there; $tenant if a panel uses it; every query variable
+                uses ${datasource}
   panel-ids     every panel, including panels nested in collapsed rows, has a unique integer id,
                 a gridPos, and a title unique within the dashboard
   datasource    every panel and every target uses {"type":"prometheus","uid":"${datasource}"}
@@ -20,7 +25,8 @@ Checks, per dashboard:
                 fixed window such as [5m], no subquery, no literal offset; every
                 rate/irate/increase/*_over_time/... has a range
   selectors     every statuswatch_* metric in a panel target has a {...} selector that
-                contains job=~"$job" and instance=~"$instance"
+                contains cluster=~"$cluster", namespace=~"$namespace", job=~"$job" and
+                instance=~"$instance"
   links         every /d/<uid> link points at a dashboard in this directory; links to the
                 tenant dashboard pass var-tenant; the tenant dashboard links back to overview
   promql        (only if promtool is on PATH) every expr, with the variables substituted,
@@ -48,6 +54,14 @@ RANGE_FUNCS = ("rate", "irate", "increase", "delta", "idelta", "deriv", "resets"
                "predict_linear", "holt_winters", "avg_over_time", "min_over_time", "max_over_time",
                "sum_over_time", "count_over_time", "quantile_over_time", "stddev_over_time",
                "stdvar_over_time", "last_over_time", "present_over_time", "absent_over_time")
+SCOPE_LABELS = (("cluster", "$cluster"), ("namespace", "$namespace"), ("job", "$job"), ("instance", "$instance"))
+SCOPE = ",".join(f'{lbl}=~"{var}"' for lbl, var in SCOPE_LABELS)
+VARIABLES = {  # name: (allValue, label_values query)
+    "cluster": (".*", "label_values(statuswatch_build_info, cluster)"),
+    "namespace": (".*", 'label_values(statuswatch_build_info{cluster=~"$cluster"}, namespace)'),
+    "job": (".+", 'label_values(statuswatch_build_info{cluster=~"$cluster",namespace=~"$namespace"}, job)'),
+    "instance": (".+", 'label_values(statuswatch_build_info{cluster=~"$cluster",namespace=~"$namespace",job=~"$job"}, instance)'),
+}
 ALLOWED_WINDOWS = {"$__rate_interval", "${__rate_interval}", "$__range", "${__range}"}
 DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)")
 METRIC = re.compile(r"(?<![A-Za-z0-9_:$])(statuswatch_[A-Za-z0-9_:]+)\s*(\{)?")
@@ -140,12 +154,12 @@ def check_expr(expr, where):
     for m in METRIC.finditer(bare):
         name = m.group(1)
         if m.group(2) is None:
-            errs.append(f"{where}: {name} without a label selector (needs job=~\"$job\",instance=~\"$instance\")")
+            errs.append(f"{where}: {name} without a label selector (needs {SCOPE})")
             continue
         start = m.end() - 1
         end = matching(bare, start, "{", "}")
         sel = expr[start:end + 1] if end > 0 else expr[start:]
-        for lbl, var in (("job", "$job"), ("instance", "$instance")):
+        for lbl, var in SCOPE_LABELS:
             if not re.search(r'\b' + lbl + r'\s*=~\s*"' + re.escape(var) + r'"', sel):
                 errs.append(f'{where}: {name}{sel} does not select {lbl}=~"{var}"')
     return errs
@@ -156,6 +170,7 @@ def substitute(expr, tenant="demo"):
             .replace("$__rate_interval", "1m").replace("${__rate_interval}", "1m")
             .replace("$__range", "1h").replace("${__range}", "1h")
             .replace("$__interval", "15s").replace("$job", "statuswatch").replace("$instance", ".*")
+            .replace("$cluster", ".*").replace("$namespace", ".*")
             .replace("$tenant", tenant))
 
 
@@ -196,6 +211,8 @@ def lint_dashboard(d, name, uids):
         e.append(f"schemaVersion {d.get('schemaVersion')!r}, expected 39")
     if "statuswatch" not in (d.get("tags") or []):
         e.append("tag 'statuswatch' missing (dashboard links use it)")
+    if d.get("editable") is not False:
+        e.append("editable must be false (provisioned: edit the JSON in the repository)")
     if d.get("id") not in (None,):
         e.append("top-level id must be null (Grafana assigns it)")
     r["meta"] = e
@@ -210,19 +227,25 @@ def lint_dashboard(d, name, uids):
     dsv = tvars.get("datasource")
     if not dsv or dsv.get("type") != "datasource" or dsv.get("query") != "prometheus":
         e.append("$datasource variable (type datasource, query prometheus) missing")
-    for n in ("job", "instance"):
+    names = [v.get("name") for v in (d.get("templating") or {}).get("list") or []]
+    if [n for n in names if n in VARIABLES] != list(VARIABLES):
+        e.append(f"variables {names}: $cluster, $namespace, $job, $instance must come in this order")
+    for n, (all_value, query) in VARIABLES.items():
         v = tvars.get(n)
         if not v:
             e.append(f"${n} variable missing")
             continue
-        if not (v.get("multi") and v.get("includeAll") and v.get("allValue") == ".*"):
-            e.append(f"${n} must be multi, include All, allValue '.*'")
+        if not (v.get("multi") and v.get("includeAll") and v.get("allValue") == all_value):
+            e.append(f"${n} must be multi, include All, allValue {all_value!r}")
+        q = v.get("definition") or (v.get("query") or {}).get("query")
+        if (q or "").replace(" ", "") != query.replace(" ", ""):
+            e.append(f"${n} query is {q!r}, expected {query!r}")
     uses_tenant = any("$tenant" in (t.get("expr") or "") for _, t in exprs)
     if uses_tenant:
         v = tvars.get("tenant")
         q = v and (v.get("definition") or (v.get("query") or {}).get("query") if isinstance(v.get("query"), dict)
                    else v and v.get("query"))
-        want = 'label_values(statuswatch_responses_total{job=~"$job",instance=~"$instance"}, tenant)'
+        want = "label_values(statuswatch_responses_total{" + SCOPE + "}, tenant)"
         if not v:
             e.append("panels use $tenant but there is no tenant variable")
         elif (q or "").replace(" ", "") != want.replace(" ", ""):
@@ -322,7 +345,7 @@ def lint_dashboard(d, name, uids):
                 e.append(f"{path}: link to unknown dashboard uid {m.group(1)!r}")
             if m.group(1) == "statuswatch-tenant" and "var-tenant=" not in u:
                 e.append(f"{path}: link to the tenant dashboard without var-tenant")
-            for var in ("job", "instance", "datasource"):
+            for var in ("cluster", "namespace", "job", "instance", "datasource"):
                 if f"${{{var}:queryparam}}" not in u:
                     e.append(f"{path}: link does not carry ${{{var}:queryparam}}")
         if re.search(r"https?://", u):
@@ -488,6 +511,29 @@ def mutations():
     def invalid_json(ds):
         ds[0] = (ds[0][0], "invalid JSON: mutated")
 
+    def editable(ds):
+        ds[-1][1]["editable"] = True
+
+    def job_all_star(ds):
+        for v in ds[0][1]["templating"]["list"]:
+            if v["name"] == "job":
+                v["allValue"] = ".*"
+
+    def no_namespace_var(ds):
+        tl = ds[-1][1]["templating"]["list"]
+        tl[:] = [v for v in tl if v["name"] != "namespace"]
+
+    def no_namespace_selector(ds):
+        _, t = first_target(ds[-1][1], lambda p, t: 'namespace=~"$namespace",' in t["expr"])
+        t["expr"] = t["expr"].replace('namespace=~"$namespace",', "", 1)
+
+    def link_without_cluster(ds):
+        for link in ds[-1][1].get("links") or []:
+            if "/d/" in (link.get("url") or ""):
+                link["url"] = link["url"].replace("&${cluster:queryparam}", "")
+                return
+        raise AssertionError("no dashboard link to mutate")
+
     def no_targets(ds):
         p, _ = first_target(ds[0][1])
         p["targets"] = []
@@ -497,7 +543,8 @@ def mutations():
             (no_unit_nested, "units"), (no_description, "descriptions"), (dup_id_nested, "panel-ids"),
             (no_job, "selectors"), (bare_metric, "selectors"), (unbalanced, "targets"), (bad_schema, "meta"),
             (dup_uid, "meta"), (no_ds_var, "variables"), (job_not_all, "variables"), (broken_link, "links"),
-            (invalid_json, "json"), (no_targets, "targets")]
+            (invalid_json, "json"), (no_targets, "targets"), (editable, "meta"), (job_all_star, "variables"),
+            (no_namespace_var, "variables"), (no_namespace_selector, "selectors"), (link_without_cluster, "links")]
     if shutil.which("promtool"):
         def promql_syntax(ds):
             _, t = first_target(ds[0][1], lambda p, t: "sum by" in t["expr"])

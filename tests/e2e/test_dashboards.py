@@ -3,7 +3,8 @@
 
 Starts `$STATUSWATCH_BIN demo` (demo upstream + proxy + traffic generator) on free
 loopback ports, starts Prometheus (the Debian `prometheus` binary, or $PROMETHEUS_BIN)
-scraping its admin listener every second as job "statuswatch", waits for a few scrapes,
+scraping its admin listener every second as job "statuswatch" (with cluster and namespace
+labels, as in Kubernetes), waits for a few scrapes,
 then runs every target of every dashboards/*.json panel through Prometheus's HTTP API
 with the Grafana variables substituted:
   - the instant query (/api/v1/query) must succeed, and for stat/table panels return data;
@@ -189,6 +190,7 @@ def substitute(expr, tenant, range_s):
     subs = {"${datasource}": "prometheus", "$datasource": "prometheus",
             "${__rate_interval}": RATE_INTERVAL, "$__rate_interval": RATE_INTERVAL,
             "${__range}": f"{range_s}s", "$__range": f"{range_s}s", "${__interval}": STEP, "$__interval": STEP,
+            "${cluster}": ".*", "$cluster": ".*", "${namespace}": ".*", "$namespace": ".*",
             "${job}": "statuswatch", "$job": "statuswatch", "${instance}": ".*", "$instance": ".*",
             "${tenant}": tenant, "$tenant": tenant}
     for k in sorted(subs, key=len, reverse=True):
@@ -278,7 +280,10 @@ def start_prometheus(workdir, target, procs):
         # JSON is valid YAML.
         json.dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
                    "scrape_configs": [{"job_name": "statuswatch", "metrics_path": "/metrics",
-                                       "static_configs": [{"targets": [target]}]}]}, f)
+                                       # as the PodMonitor / pod discovery would label it, so the
+                                       # $cluster and $namespace variables have values
+                                       "static_configs": [{"targets": [target],
+                                                           "labels": {"cluster": "e2e", "namespace": "statuswatch"}}]}]}, f)
     cmd = [prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={os.path.join(workdir, 'tsdb')}",
            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
     log = open(os.path.join(workdir, "prometheus.log"), "w")
