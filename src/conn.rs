@@ -9,7 +9,8 @@
 //! the first response written after a request starts, and each request runs
 //! inside a task-local scope where `new_ctx` marks that the normal path took
 //! over. A response written with no context created is one of those early
-//! answers: it is tallied as tenant `__none__`, origin `proxy`.
+//! answers: it is tallied as tenant `__none__`, origin `proxy`, as its status
+//! line is written, before the client can see it.
 //!
 //! The loop also holds the connection-level defences a sidecar needs (see
 //! [`ConnLimit`]): a cap on open connections, a keep-alive idle timeout that
@@ -204,11 +205,36 @@ pub fn mark_ctx_created() {
 }
 
 /// A downstream stream that notes the first status line written after arming.
-#[derive(Debug)]
 pub struct Counted {
     inner: Stream,
     state: Arc<ConnState>,
     epoch: Instant,
+    shared: &'static Shared,
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted")
+            .field("inner", &self.inner)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Counted {
+    /// The first bytes written since the last arm: note the status line, and
+    /// tally it right away if no request context exists (an early answer).
+    fn note_write(&self, first: Option<&[u8]>) {
+        if !self.state.armed.swap(false, Relaxed) {
+            return;
+        }
+        if let Some(code) = first.and_then(parse_status) {
+            self.state.status.store(code, Relaxed);
+            if !self.state.ctx_created.load(Relaxed) {
+                count_early(self.shared, &self.state, self.epoch, code);
+            }
+        }
+    }
 }
 
 fn parse_status(buf: &[u8]) -> Option<u16> {
@@ -242,10 +268,7 @@ impl AsyncWrite for Counted {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         if self.state.armed.load(Relaxed) {
-            if let Some(code) = parse_status(buf) {
-                self.state.status.store(code, Relaxed);
-            }
-            self.state.armed.store(false, Relaxed);
+            self.note_write(Some(buf));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -256,14 +279,7 @@ impl AsyncWrite for Counted {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         if self.state.armed.load(Relaxed) {
-            if let Some(code) = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .and_then(|b| parse_status(b))
-            {
-                self.state.status.store(code, Relaxed);
-            }
-            self.state.armed.store(false, Relaxed);
+            self.note_write(bufs.iter().find(|b| !b.is_empty()).map(|b| &b[..]));
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
@@ -343,6 +359,30 @@ impl Peek for Counted {
     }
 }
 
+/// Tally a response pingora writes before any hook ran. Called as its status
+/// line is written, so the count is in place before the client can see the
+/// answer (or the connection close that follows it).
+fn count_early(shared: &Shared, state: &ConnState, epoch: Instant, code: u16) {
+    let slot = shared.registry.slot(SlotRef::NONE);
+    slot.counters.add(Origin::Proxy, status::cell_of(code));
+    if !shared.live.load().catalog.is_documented(code) {
+        shared.global.undocumented(code);
+    }
+    let started = state.first_read.load(Relaxed);
+    let elapsed = if started == 0 {
+        Duration::ZERO
+    } else {
+        epoch
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(started))
+    };
+    slot.counters.observe(elapsed);
+    shared
+        .global
+        .observe(status::class_index(code), Origin::Proxy, elapsed);
+    tracing::debug!(status = code, "rejected a request pingora could not parse");
+}
+
 /// The proxy listener's app: pingora's HTTP/1 loop with early-answer accounting.
 pub struct ProxyApp {
     inner: Arc<HttpProxy<StatusProxy>>,
@@ -355,33 +395,6 @@ impl ProxyApp {
             inner: Arc::new(inner),
             shared,
         }
-    }
-
-    /// Tally a response pingora wrote before any hook ran.
-    fn count_early(&self, state: &ConnState, epoch: Instant) {
-        let code = state.status.load(Relaxed);
-        if code == 0 {
-            return;
-        }
-        let shared = self.shared;
-        let slot = shared.registry.slot(SlotRef::NONE);
-        slot.counters.add(Origin::Proxy, status::cell_of(code));
-        if !shared.live.load().catalog.is_documented(code) {
-            shared.global.undocumented(code);
-        }
-        let started = state.first_read.load(Relaxed);
-        let elapsed = if started == 0 {
-            Duration::ZERO
-        } else {
-            epoch
-                .elapsed()
-                .saturating_sub(Duration::from_nanos(started))
-        };
-        slot.counters.observe(elapsed);
-        shared
-            .global
-            .observe(status::class_index(code), Origin::Proxy, elapsed);
-        tracing::debug!(status = code, "rejected a request pingora could not parse");
     }
 }
 
@@ -423,6 +436,7 @@ impl ServerApp for ProxyApp {
             inner: stream,
             state: state.clone(),
             epoch,
+            shared: self.shared,
         });
         // pingora's keep-alive is in whole seconds, and 0 would mean "forever".
         let idle_secs = idle.as_secs().max(1);
@@ -461,9 +475,6 @@ impl ServerApp for ProxyApp {
                     return None;
                 }
             };
-            if !state.ctx_created.load(Relaxed) {
-                self.count_early(&state, epoch);
-            }
             let reused = result?;
             let (stream, settings) = reused.consume();
             persistent = settings;

@@ -293,11 +293,23 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
     let peak = vm_hwm_kib(pid);
     drop(flood);
 
-    // Memory and fds come back.
+    // Memory and fds come back, while the normal client goes on as a live
+    // sidecar's traffic does. (Memory a worker thread freed is handed back
+    // when that thread next runs; a fully idle process keeps ~2-3x idle
+    // until then. See README, "Memory".)
     let mut after = 0;
     eventually(Duration::from_secs(60), "RSS back within 2x idle", || {
+        for _ in 0..200 {
+            assert_eq!(
+                client
+                    .get("/status/200", &[("X-Tenant-Name", "warm")])
+                    .unwrap()
+                    .status,
+                200
+            );
+        }
         after = rss_kib(pid);
-        after <= 2 * idle_rss.max(16 * 1024)
+        after <= 2 * idle_rss
     });
     eventually(Duration::from_secs(10), "fds back", || {
         fd_count(pid) <= idle_fds + 8
