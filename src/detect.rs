@@ -19,8 +19,8 @@
 //!   any `n`, with no normal approximation, so small samples are safe;
 //! * a spike when `S ≥ ln(1/significance)` **and** `k ≥ min_events` **and**
 //!   `k/n ≥ factor × p0` (effect size: a huge tenant's tiny but significant
-//!   rise does not page) **and** `N ≥ min_requests` (a series is judged only
-//!   against a baseline of its own).
+//!   rise does not page) **and** `N ≥ max(min_requests, n)` (a series is
+//!   judged only against a baseline of its own, at least as large as the window).
 //!
 //! A spike ends once that decision has been false for `clear_after`. The
 //! baseline does not learn while a spike is active, so a long outage keeps
@@ -96,7 +96,12 @@ impl SignalSpec {
     /// The spike decision (module doc): `n` requests and `k` events in the
     /// window, a baseline of `base_requests` requests with share `baseline`.
     pub fn judge(&self, n: f64, k: f64, base_requests: f64, baseline: f64) -> bool {
-        if base_requests < self.min_requests as f64 || k < self.min_events as f64 || n <= 0.0 {
+        // A baseline holding fewer requests than the window it is compared with
+        // (just started, or a tenant far above its usual volume) is too noisy to judge by.
+        if base_requests < (self.min_requests as f64).max(n)
+            || k < self.min_events as f64
+            || n <= 0.0
+        {
             return false;
         }
         let p0 = self.expected_share(baseline);
@@ -937,6 +942,9 @@ mod tests {
         assert!(!s.judge(10.0, 3.0, 1e4, 0.02));
         // no baseline of its own yet: not judged
         assert!(!s.judge(60.0, 40.0, 5.0, 0.0));
+        // a baseline smaller than the window (one 5 s bucket after start-up) is not trusted
+        assert!(!s.judge(2750.0, 90.0, 250.0, 0.008));
+        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008));
         // a huge tenant's tiny significant rise: 2.0% -> 2.5% is no spike (effect size)
         assert!(surprise(1e6, 25_000.0, 0.02) > s.surprise_threshold());
         assert!(!s.judge(1e6, 25_000.0, 1e7, 0.02));

@@ -308,7 +308,7 @@ pub fn render(cfg: &Config, opts: &RulesOptions) -> Result<String, RulesError> {
 # decides the same way on its own sidecar's share of the traffic):
 #   n, k   requests and signal events in the last {w} (pod-summed increase)
 #   p0     max(baseline share, floor): the share over the {b} before that window
-#          (offset {w}), only once that baseline holds >= min_requests requests
+#          (offset {w}), once that baseline holds >= max(min_requests, n) requests
 #   S      n * KL(k/n || p0) = k ln(k/(n p0)) + (n-k) ln((n-k)/(n (1-p0))), the
 #          Chernoff bound P(>= k events | n, p0) <= exp(-S)
 #   spike  S >= ln(1/significance) and k/n >= factor * p0 and k >= min_events
@@ -382,7 +382,7 @@ groups:",
                 &expected,
                 &sl,
                 &format!(
-                    "clamp(\n  {ev_b}{m}\n    / ignoring (signal) group_left() ({req_b} >= {}),\n  {}, {}\n)",
+                    "clamp(\n  {ev_b}{m}\n    / ignoring (signal) group_left() (({req_b} >= {}) >= {req_w}),\n  {}, {}\n)",
                     spec.min_requests,
                     num(spec.floor),
                     num(P0_MAX)
