@@ -85,6 +85,7 @@ cmd_test() {
   suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
+  suite "e2e: fleet replay, 1 and 3 sidecars, shipped rules" python3 tests/e2e/test_fleet_replay.py
   suite "e2e: every dashboard query against real Prometheus" python3 tests/e2e/test_dashboards.py
   if [ -f bench/run.sh ]; then
     suite "bench smoke" bash bench/run.sh --smoke

@@ -88,6 +88,19 @@ run "YAML parse of every .yml/.yaml under deploy/" yaml_parse
 
 # ---- Prometheus rules ----------------------------------------------------------------
 RULES="$DEPLOY/prometheus/rules/statuswatch.rules.yml"
+SW_BIN="${STATUSWATCH_BIN:-$ROOT/target/release/statuswatch}"
+rules_generated() {
+  # The shipped rules are exactly `statuswatch rules` for the default config.
+  [ -x "$SW_BIN" ] || { echo "no statuswatch binary at $SW_BIN (build first, or set STATUSWATCH_BIN)"; return 1; }
+  env -u STATUSWATCH_CONFIG "$SW_BIN" rules --config "$ROOT/config/statuswatch.toml" >"$WORK/generated.rules.yml" || return 1
+  if ! diff -u "$RULES" "$WORK/generated.rules.yml"; then
+    echo "deploy/prometheus/rules/statuswatch.rules.yml differs from \`statuswatch rules --config config/statuswatch.toml\`;"
+    echo "regenerate: target/release/statuswatch rules --config config/statuswatch.toml > deploy/prometheus/rules/statuswatch.rules.yml"
+    return 1
+  fi
+  echo "statuswatch.rules.yml == statuswatch rules --config config/statuswatch.toml ($(grep -c -- '- alert:' "$RULES") alerts)"
+}
+run "rules file == \`statuswatch rules\` output for the default config" rules_generated
 if have promtool; then
   run "promtool check rules" promtool check rules "$DEPLOY"/prometheus/rules/*.yml
   run "promtool test rules (deploy/prometheus/tests/*.test.yml)" \
@@ -106,25 +119,35 @@ problems = []
 base = "https://github.com/statuswatch/statuswatch/blob/main/README.md#runbook-"
 required = {"StatuswatchTenant5xxSpike", "Statuswatch5xxSpike", "StatuswatchTenantSuspensionSpike",
             "StatuswatchSuspensionSpike", "StatuswatchSuspensionWave", "StatuswatchErrorBudgetBurn",
-            "StatuswatchTenantErrorBudgetBurn", "StatuswatchDown", "StatuswatchTenantOverflow"}
+            "StatuswatchTenantErrorBudgetBurn", "StatuswatchDown", "StatuswatchAbsent", "StatuswatchTenantOverflow"}
 names = [a["alert"] for a in alerts]
 if missing := required - set(names):
     problems.append(f"missing alerts {sorted(missing)}")
 if len(names) != len(set(names)):
     problems.append("duplicate alert names")
+readme = (pathlib.Path(sys.argv[1]).parents[3] / "README.md").read_text()
 for a in alerts:
     n, lab, ann = a["alert"], a.get("labels", {}), a.get("annotations", {})
-    if lab.get("severity") not in ("page", "ticket", "warning"):
-        problems.append(f"{n}: severity {lab.get('severity')!r}")
+    if lab.get("severity") not in ("critical", "warning", "info"):
+        problems.append(f"{n}: severity {lab.get('severity')!r} (critical, warning or info)")
     for k in ("summary", "description", "runbook_url"):
         if not ann.get(k):
             problems.append(f"{n}: annotation {k} missing")
-    if ann.get("runbook_url") != base + n.lower():
-        problems.append(f"{n}: runbook_url {ann.get('runbook_url')!r}")
+    url = ann.get("runbook_url", "")
+    if not url.startswith(base):
+        problems.append(f"{n}: runbook_url {url!r}")
+    elif url[len(base):] not in {h.lower() for h in re.findall(r"^### Runbook: (\S+)$", readme, re.M)}:
+        problems.append(f"{n}: README has no '### Runbook: ' section for {url}")
     if n.startswith("StatuswatchTenant") and n != "StatuswatchTenantOverflow" and "$labels.tenant" not in ann.get("description", ""):
         problems.append(f"{n}: description must name {{{{ $labels.tenant }}}}")
-    if "statuswatch_spike_active" in a["expr"] and not re.search(r"max by \((tenant, )?signal\)", a["expr"]):
-        problems.append(f"{n}: spike alerts must aggregate pods with max by (tenant, signal)")
+    if re.search(r"\bsum by\b|\bmax by\b", a["expr"]):
+        problems.append(f"{n}: aggregate without (instance, pod, container), not by, so namespace/cluster/job survive")
+for r in records:
+    if re.search(r"\bsum by\b|\bmax by\b|\bcount by\b", r["expr"]):
+        problems.append(f"recording rule {r['record']}: aggregate without (...), not by")
+for text in [open(sys.argv[1]).read()] + [f.read_text() for f in pathlib.Path(sys.argv[2]).glob("*.yml")]:
+    if re.search(r"design notes|DESIGN\.md|\.\./shared", text):
+        problems.append("rules or rule tests cite something outside the repository")
 for r in records:
     if not re.fullmatch(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", r["record"]):
         problems.append(f"recording rule {r['record']} is not level:metric:operations")
@@ -185,15 +208,16 @@ if have amtool; then
   run "amtool check-config deploy/alertmanager/alertmanager.yml" amtool check-config "$AM"
   am_routes() {
     local sev want got
-    for sev in page:statuswatch-page ticket:statuswatch-ticket warning:statuswatch-ticket; do
+    for sev in critical:statuswatch-page warning:statuswatch-ticket info:null; do
       want="${sev#*:}"; sev="${sev%%:*}"
-      got="$(amtool config routes test --config.file="$AM" severity="$sev" alertname=X tenant=t signal=5xx 2>/dev/null)"
+      got="$(amtool config routes test --config.file="$AM" severity="$sev" alertname=X tenant=t signal=5xx namespace=api job=statuswatch 2>/dev/null)"
       echo "severity=$sev -> $got"
       [ "$got" = "$want" ] || { echo "expected $want"; return 1; }
     done
-    grep -q "group_by: \[alertname, tenant, signal\]" "$AM" || { echo "route must group_by [alertname, tenant, signal]"; return 1; }
+    grep -q "group_by: \[alertname, namespace, cluster, job, tenant, signal\]" "$AM" || {
+      echo "route must group_by [alertname, namespace, cluster, job, tenant, signal] (the labels the rules keep)"; return 1; }
   }
-  run "alertmanager routing: page -> statuswatch-page, ticket/warning -> statuswatch-ticket" am_routes
+  run "alertmanager routing: critical -> statuswatch-page, warning -> statuswatch-ticket, info -> null" am_routes
 else
   run "amtool installed (Debian package prometheus-alertmanager)" false
 fi

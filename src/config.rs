@@ -149,8 +149,12 @@ pub struct DetectorConfig {
     pub factor: f64,
     pub min_requests: u64,
     pub min_events: u64,
+    pub significance: f64,
     #[serde(with = "humantime_serde")]
     pub clear_after: Duration,
+    pub wave_tenants: u64,
+    #[serde(with = "humantime_serde")]
+    pub wave_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -170,6 +174,11 @@ pub struct SignalConfig {
     pub min_requests: Option<u64>,
     #[serde(default)]
     pub min_events: Option<u64>,
+    #[serde(default)]
+    pub significance: Option<f64>,
+    /// Severity of the signal's fleet-wide alert (`statuswatch rules`).
+    #[serde(default)]
+    pub severity: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub clear_after: Option<Duration>,
 }
@@ -459,6 +468,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "detector.baseline_half_life",
                 "must be at least detector.short_window",
+            ));
+        }
+        if d.wave_tenants == 0 {
+            return Err(ConfigError::invalid(
+                "detector.wave_tenants",
+                "must be at least 1",
+            ));
+        }
+        if d.wave_window < Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "detector.wave_window",
+                "must be at least 1s",
             ));
         }
         Ok(())

@@ -1,14 +1,28 @@
 //! Spike detectors: for each signal (a set of status codes), overall and per
-//! tenant, compare the signal's share of requests in a short window with its
-//! long-run baseline, and keep the spike state the metrics expose.
+//! tenant, decide whether the signal's count in a short window is improbable
+//! under the series' own long-run share, given the requests seen.
 //!
 //! The detector runs off the request path: a background task ticks every
 //! `detector.tick`, reads the tally's cumulative counters, and turns their
 //! deltas into a ring of buckets (the short window) and an exponentially
-//! decayed event/request pair (the baseline). A spike starts when the short
-//! share is at least `max(floor, factor × baseline)` with at least
-//! `min_requests` requests and `min_events` events in the window, and ends
-//! once the share has stayed below that threshold for `clear_after`. The
+//! decayed event/request pair (the baseline, fed only by buckets that left the
+//! window, so it never contains the window it is compared with).
+//!
+//! The decision ([`SignalSpec::judge`]) is the one the Prometheus rules of
+//! `statuswatch rules` compute on pod-summed counters. With `n` requests and `k`
+//! events in the window, and a baseline of `N` requests with share `b`:
+//!
+//! * `p0 = max(b, floor)`: the expected share (the floor keeps a zero
+//!   baseline from making every event a surprise);
+//! * `S = n · KL(k/n ‖ p0)` = `k·ln(k/(n·p0)) + (n−k)·ln((n−k)/(n·(1−p0)))`,
+//!   the Chernoff–Hoeffding exponent: `P(≥ k events | n, p0) ≤ e^(−S)` for
+//!   any `n`, with no normal approximation, so small samples are safe;
+//! * a spike when `S ≥ ln(1/significance)` **and** `k ≥ min_events` **and**
+//!   `k/n ≥ factor × p0` (effect size: a huge tenant's tiny but significant
+//!   rise does not page) **and** `N ≥ max(min_requests, n)` (a series is
+//!   judged only against a baseline of its own, at least as large as the window).
+//!
+//! A spike ends once that decision has been false for `clear_after`. The
 //! baseline does not learn while a spike is active, so a long outage keeps
 //! alerting until it ends rather than becoming the new normal.
 
@@ -27,14 +41,73 @@ pub const BUCKETS: usize = 12;
 pub struct SignalSpec {
     pub name: String,
     pub cells: Vec<usize>,
+    /// The configured codes (sorted, deduplicated), for the Prometheus rules.
+    pub codes: Vec<u16>,
+    /// The configured classes, normalised ("5xx"), for the Prometheus rules.
+    pub classes: Vec<String>,
+    /// Lower bound of the expected share `p0`.
     pub floor: f64,
+    /// Effect size: the window's share must be at least `factor × p0`.
     pub factor: f64,
+    /// Requests the baseline must hold before the series is judged.
     pub min_requests: u64,
+    /// Events the window must hold.
     pub min_events: u64,
+    /// Bound on the per-window probability of a steady series being judged a spike.
+    pub significance: f64,
     pub clear_after: Duration,
+    /// Severity of the fleet-wide alert in the Prometheus rules.
+    pub severity: String,
+}
+
+/// Alert severities (kube-prometheus-stack's convention).
+pub const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
+
+/// Largest expected share used: keeps `ln(1 − p0)` finite.
+pub const P0_MAX: f64 = 0.999_999;
+
+/// `n · KL(k/n ‖ p0)`: the Chernoff–Hoeffding exponent of the binomial upper
+/// tail, `P(X ≥ k | X ~ Bin(n, p0)) ≤ exp(−surprise)`. Zero when `k/n ≤ p0`.
+/// The shares are clamped to `[1e-9, 1 − 1e-9]` exactly as the Prometheus
+/// rules do, so both engines compute the same number.
+pub fn surprise(n: f64, k: f64, p0: f64) -> f64 {
+    if !(n > 0.0 && k > 0.0) {
+        return 0.0;
+    }
+    let p0 = p0.clamp(1e-9, P0_MAX);
+    let q = (k / n).clamp(1e-9, 1.0 - 1e-9);
+    if q <= p0 {
+        return 0.0;
+    }
+    n * (q * (q / p0).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p0)).ln())
 }
 
 impl SignalSpec {
+    /// `ln(1/significance)`: the surprise a spike needs.
+    pub fn surprise_threshold(&self) -> f64 {
+        -self.significance.ln()
+    }
+
+    /// The expected share for a baseline share `baseline`.
+    pub fn expected_share(&self, baseline: f64) -> f64 {
+        baseline.max(self.floor).min(P0_MAX)
+    }
+
+    /// The spike decision (module doc): `n` requests and `k` events in the
+    /// window, a baseline of `base_requests` requests with share `baseline`.
+    pub fn judge(&self, n: f64, k: f64, base_requests: f64, baseline: f64) -> bool {
+        // A baseline holding fewer requests than the window it is compared with
+        // (just started, or a tenant far above its usual volume) is too noisy to judge by.
+        if base_requests < (self.min_requests as f64).max(n)
+            || k < self.min_events as f64
+            || n <= 0.0
+        {
+            return false;
+        }
+        let p0 = self.expected_share(baseline);
+        k / n >= self.factor * p0 && surprise(n, k, p0) >= self.surprise_threshold()
+    }
+
     /// Every enabled signal of a config, validated; errors name the key.
     pub fn all_from_config(cfg: &Config) -> Result<Vec<SignalSpec>, ConfigError> {
         let d = &cfg.detector;
@@ -66,6 +139,7 @@ impl SignalSpec {
                 }
                 member[status::cell_of(*code)] = true;
             }
+            let mut classes = Vec::new();
             for (i, class) in s.classes.iter().enumerate() {
                 let c = status::parse_class(class).ok_or_else(|| {
                     ConfigError::invalid(
@@ -73,6 +147,10 @@ impl SignalSpec {
                         format!("expected one of \"1xx\"..\"5xx\", got {class:?}"),
                     )
                 })?;
+                let label = class.to_ascii_lowercase();
+                if !classes.contains(&label) {
+                    classes.push(label);
+                }
                 for (cell, m) in member.iter_mut().enumerate() {
                     if status::cell_class(cell) == c {
                         *m = true;
@@ -86,38 +164,62 @@ impl SignalSpec {
                     "a signal needs at least one code or class",
                 ));
             }
+            let mut codes = s.codes.clone();
+            codes.sort_unstable();
+            codes.dedup();
             let spec = SignalSpec {
                 name: name.clone(),
                 cells,
+                codes,
+                classes,
                 floor: s.floor.unwrap_or(d.floor),
                 factor: s.factor.unwrap_or(d.factor),
                 min_requests: s.min_requests.unwrap_or(d.min_requests),
                 min_events: s.min_events.unwrap_or(d.min_events),
+                significance: s.significance.unwrap_or(d.significance),
                 clear_after: s.clear_after.unwrap_or(d.clear_after),
+                severity: s.severity.clone().unwrap_or_else(|| "warning".into()),
             };
-            let (fk, fck) = if s.floor.is_some() {
-                (key("floor"), key("factor"))
-            } else {
-                ("detector.floor".into(), "detector.factor".into())
+            if !SEVERITIES.contains(&spec.severity.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("severity"),
+                    format!(
+                        "expected \"critical\", \"warning\" or \"info\", got {:?}",
+                        spec.severity
+                    ),
+                ));
+            }
+            // Errors name the key that set the value: the signal's own, or [detector]'s.
+            let which = |k: &str, own: bool| {
+                if own {
+                    key(k)
+                } else {
+                    format!("detector.{k}")
+                }
             };
-            if !(spec.floor > 0.0 && spec.floor <= 1.0) {
-                return Err(ConfigError::invalid(fk, "must be within (0, 1]"));
+            if !(spec.floor > 0.0 && spec.floor < 1.0) {
+                return Err(ConfigError::invalid(
+                    which("floor", s.floor.is_some()),
+                    "must be within (0, 1)",
+                ));
             }
             if !(spec.factor >= 1.0 && spec.factor.is_finite()) {
-                let k = if s.factor.is_some() {
-                    key("factor")
-                } else {
-                    fck
-                };
-                return Err(ConfigError::invalid(k, "must be a finite number >= 1"));
+                return Err(ConfigError::invalid(
+                    which("factor", s.factor.is_some()),
+                    "must be a finite number >= 1",
+                ));
             }
             if spec.min_events == 0 {
-                let k = if s.min_events.is_some() {
-                    key("min_events")
-                } else {
-                    "detector.min_events".into()
-                };
-                return Err(ConfigError::invalid(k, "must be at least 1"));
+                return Err(ConfigError::invalid(
+                    which("min_events", s.min_events.is_some()),
+                    "must be at least 1",
+                ));
+            }
+            if !(spec.significance > 0.0 && spec.significance < 0.5) {
+                return Err(ConfigError::invalid(
+                    which("significance", s.significance.is_some()),
+                    "must be within (0, 0.5), e.g. 1e-7",
+                ));
             }
             out.push(spec);
         }
@@ -470,10 +572,14 @@ fn update(
     } else {
         0.0
     };
-    let threshold = spec.floor.max(spec.factor * s.baseline);
-    let over = window_requests > 0 && s.short >= threshold;
+    let over = spec.judge(
+        window_requests as f64,
+        window_events as f64,
+        s.decayed_requests,
+        s.baseline,
+    );
     if !s.active {
-        if over && window_requests >= spec.min_requests && window_events >= spec.min_events {
+        if over {
             s.active = true;
             s.below_since = None;
             s.spikes_total += 1;
@@ -522,6 +628,10 @@ mod tests {
 
     impl Sim {
         fn new(f: impl FnOnce(&mut Config)) -> Sim {
+            Sim::with_capacity(100, f)
+        }
+
+        fn with_capacity(cap: usize, f: impl FnOnce(&mut Config)) -> Sim {
             let mut cfg = Config::defaults().unwrap();
             cfg.detector.short_window = Duration::from_secs(60);
             f(&mut cfg);
@@ -531,7 +641,7 @@ mod tests {
                 SignalSpec::all_from_config(&cfg).unwrap(),
             );
             Sim {
-                reg: Registry::new(100),
+                reg: Registry::new(cap),
                 spec,
                 det,
                 cfg,
@@ -731,6 +841,10 @@ mod tests {
     fn reload_keeps_matching_signal_state() {
         let mut sim = Sim::new(|_| {});
         for _ in 0..120 {
+            sim.send("x", 10, 0, 500);
+            sim.tick();
+        }
+        for _ in 0..30 {
             sim.send("x", 10, 8, 500);
             sim.tick();
         }
@@ -738,5 +852,218 @@ mod tests {
         sim.det.reconfigure(Timing::from_config(&sim.cfg), signals);
         let snap = sim.tick();
         assert!(Sim::tenant_active(&snap, "5xx", "x"));
+    }
+
+    /// splitmix64: a seeded, reproducible RNG for the simulations.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        /// Poisson(lambda) by inversion (lambda is small here).
+        fn poisson(&mut self, lambda: f64) -> u64 {
+            let (mut k, mut p, l) = (0u64, 1.0f64, (-lambda).exp());
+            loop {
+                p *= self.unit();
+                if p <= l {
+                    return k;
+                }
+                k += 1;
+            }
+        }
+
+        fn binomial(&mut self, n: u64, p: f64) -> u64 {
+            (0..n).filter(|_| self.unit() < p).count() as u64
+        }
+    }
+
+    fn spec() -> SignalSpec {
+        SignalSpec::all_from_config(&Config::defaults().unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "5xx")
+            .unwrap()
+    }
+
+    #[test]
+    fn surprise_is_the_binomial_kl_exponent_and_bounds_the_tail() {
+        // by hand: n=60, k=12, p0=0.02
+        let q: f64 = 0.2;
+        let want = 60.0 * (q * (q / 0.02).ln() + (1.0 - q) * ((1.0 - q) / 0.98).ln());
+        assert!((surprise(60.0, 12.0, 0.02) - want).abs() < 1e-9);
+        assert_eq!(surprise(60.0, 1.0, 0.02), 0.0, "k/n <= p0 is no surprise");
+        assert_eq!(surprise(0.0, 0.0, 0.02), 0.0);
+        assert!(surprise(10.0, 10.0, 0.01).is_finite());
+        // exp(-surprise) >= the exact binomial tail P(X >= k), for a grid of n, p0, k
+        let tail = |n: u64, p: f64, k: u64| -> f64 {
+            let mut t = 0.0;
+            let mut lc = 0.0f64; // ln C(n, j)
+            for j in 0..=n {
+                if j > 0 {
+                    lc += ((n - j + 1) as f64).ln() - (j as f64).ln();
+                }
+                if j >= k {
+                    t += (lc + j as f64 * p.ln() + (n - j) as f64 * (1.0 - p).ln()).exp();
+                }
+            }
+            t
+        };
+        for n in [1u64, 3, 10, 14, 60, 200, 1000] {
+            for p0 in [0.01, 0.02, 0.05, 0.3, 0.7] {
+                for k in 1..=n {
+                    if (k as f64) / (n as f64) <= p0 {
+                        continue;
+                    }
+                    let bound = (-surprise(n as f64, k as f64, p0)).exp();
+                    let exact = tail(n, p0, k);
+                    assert!(
+                        bound >= exact * (1.0 - 1e-9),
+                        "n={n} p0={p0} k={k}: {bound} < {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_samples_are_judged_by_their_size() {
+        let s = spec();
+        // the normal approximation's trap: n=10, p0=0.02, k=3 (z = 6.3, P = 0.001)
+        assert!(!s.judge(10.0, 3.0, 1e4, 0.02));
+        // no baseline of its own yet: not judged
+        assert!(!s.judge(60.0, 40.0, 5.0, 0.0));
+        // a baseline smaller than the window (one 5 s bucket after start-up) is not trusted
+        assert!(!s.judge(2750.0, 90.0, 250.0, 0.008));
+        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008));
+        // a huge tenant's tiny significant rise: 2.0% -> 2.5% is no spike (effect size)
+        assert!(surprise(1e6, 25_000.0, 0.02) > s.surprise_threshold());
+        assert!(!s.judge(1e6, 25_000.0, 1e7, 0.02));
+        // a chronically failing tenant (30 %) having a bad minute (8 of 20)
+        assert!(!s.judge(20.0, 8.0, 1e4, 0.3));
+        // a clear incident of a 1 req/s tenant: 40 % of 60
+        assert!(s.judge(60.0, 24.0, 3600.0, 0.02));
+    }
+
+    #[test]
+    fn thousands_of_steady_tenants_never_fire() {
+        // 2000 tenants, Zipf-like volumes from 0.01 to 20 req/s, each with its
+        // own steady 5xx share (0 %..40 %: clean ones, the 2 % background,
+        // chronically failing ones), two simulated hours, after a warm-up.
+        let tenants = 2000usize;
+        let mut sim = Sim::with_capacity(tenants + 10, |_| {});
+        let mut rng = Rng(0x5EED_0001);
+        let names: Vec<String> = (0..tenants).map(|i| format!("t{i}")).collect();
+        let rates: Vec<(f64, f64)> = (0..tenants)
+            .map(|i| {
+                let rps = (20.0 / (1.0 + i as f64 / 3.0)).max(0.01);
+                let share = match i % 5 {
+                    0 => 0.0,
+                    1 | 2 => 0.02,
+                    3 => 0.005 + 0.05 * rng.unit(),
+                    _ => 0.1 + 0.3 * rng.unit(),
+                };
+                (rps, share)
+            })
+            .collect();
+        let mut fired = Vec::new();
+        let warmup = 600;
+        for sec in 0..(warmup + 7200) {
+            for (i, (rps, share)) in rates.iter().enumerate() {
+                let n = rng.poisson(*rps);
+                if n > 0 {
+                    let bad = rng.binomial(n, *share);
+                    sim.send(&names[i], n, bad, 500);
+                }
+            }
+            let snap = sim.tick();
+            if sec >= warmup {
+                let five = &snap.signals[0];
+                for (t, _) in &five.active {
+                    fired.push((sec, t.clone()));
+                }
+                if five.overall.active {
+                    fired.push((sec, "__all__".into()));
+                }
+            }
+        }
+        assert!(
+            fired.is_empty(),
+            "false spikes: {:?}",
+            &fired[..fired.len().min(20)]
+        );
+    }
+
+    /// Seconds from onset until `tenant`'s 5xx spike is active, when it gets
+    /// `rps` requests per second with a 2 % background that becomes
+    /// `incident` share at onset; `share_of_traffic` is this sidecar's part
+    /// of it (1/replicas).
+    fn onset_latency(rps: f64, incident: f64, share_of_traffic: f64, seed: u64) -> Option<u64> {
+        let mut sim = Sim::new(|_| {});
+        let mut rng = Rng(seed);
+        let rps = rps * share_of_traffic;
+        for _ in 0..900 {
+            let n = rng.poisson(rps);
+            let bad = rng.binomial(n, 0.02);
+            sim.send("small", n, bad, 500);
+            sim.send("big", 20, u64::from(rng.unit() < 0.4), 500);
+            let snap = sim.tick();
+            assert!(
+                !Sim::tenant_active(&snap, "5xx", "small"),
+                "false spike before onset"
+            );
+        }
+        for s in 1..=90 {
+            let n = rng.poisson(rps);
+            let bad = rng.binomial(n, incident);
+            sim.send("small", n, bad, 500);
+            sim.send("big", 20, u64::from(rng.unit() < 0.4), 500);
+            if Sim::tenant_active(&sim.tick(), "5xx", "small") {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn one_request_per_second_tenant_at_40_percent_fires() {
+        let mut worst = 0;
+        for seed in 1..=20 {
+            let s = onset_latency(1.0, 0.4, 1.0, seed).expect("1 req/s at 40 % 5xx never fired");
+            worst = worst.max(s);
+        }
+        assert!(worst <= 50, "slowest onset {worst}s");
+    }
+
+    #[test]
+    fn chronically_failing_low_volume_tenant_never_fires() {
+        let mut sim = Sim::new(|_| {});
+        let mut rng = Rng(7);
+        for s in 0..7200 {
+            for (t, rps, share) in [
+                ("chronic", 0.3, 0.35),
+                ("flaky", 0.05, 0.6),
+                ("mid", 5.0, 0.02),
+            ] {
+                let n = rng.poisson(rps);
+                let bad = rng.binomial(n, share);
+                sim.send(t, n, bad, 500);
+            }
+            let snap = sim.tick();
+            assert!(
+                snap.signals[0].active.is_empty(),
+                "fired at {s}s: {:?}",
+                snap.signals[0].active
+            );
+        }
     }
 }

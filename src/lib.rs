@@ -13,6 +13,7 @@ pub mod demo;
 pub mod detect;
 pub mod metrics;
 pub mod proxy;
+pub mod rules;
 pub mod server;
 pub mod state;
 pub mod status;

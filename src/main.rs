@@ -1,4 +1,4 @@
-//! statuswatch command line: `run` (default), `check`, `demo`, `demo-upstream`.
+//! statuswatch command line: `run` (default), `check`, `rules`, `demo`, `demo-upstream`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +53,22 @@ enum Command {
     Run,
     /// Validate the config (file + environment) and exit: 0 when valid.
     Check,
+    /// Print the Prometheus rules (recording rules and alerts) for the config's
+    /// signals and thresholds, as YAML on stdout.
+    Rules {
+        /// SLO target of the burn-rate alerts (0.999 = 99.9 % of responses not 5xx).
+        #[arg(long, default_value_t = 0.999)]
+        slo: f64,
+        /// Base URL of the runbooks; each alert links to BASE#runbook-<alertname lower-cased>.
+        #[arg(long, default_value = statuswatch::rules::DEFAULT_RUNBOOK_BASE_URL)]
+        runbook_base_url: String,
+        /// `for:` of the spike alerts (humantime, e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        spike_for: Duration,
+        /// Regex of the scrape job name(s) of the sidecars (health alerts).
+        #[arg(long, default_value = "statuswatch")]
+        job_regex: String,
+    },
     /// Run the proxy in front of the bundled demo upstream, with a traffic generator.
     Demo {
         /// Where the demo proxy listens.
@@ -98,6 +114,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Check => {
             let cfg = Config::load(&sources)?;
             println!("config ok: {}", server::describe(&cfg)?);
+            Ok(())
+        }
+        Command::Rules {
+            slo,
+            runbook_base_url,
+            spike_for,
+            job_regex,
+        } => {
+            let cfg = Config::load(&sources)?;
+            let opts = statuswatch::rules::RulesOptions {
+                slo,
+                runbook_base_url,
+                spike_for,
+                job_regex,
+            };
+            print!("{}", statuswatch::rules::render(&cfg, &opts)?);
             Ok(())
         }
         Command::Run => {

@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""Fleet replay: do the shipped alerts fire for every incident, and only then, with
+one sidecar and with three sidecars behind random spreading?
+
+    STATUSWATCH_BIN=target/release/statuswatch python3 tests/e2e/test_fleet_replay.py
+
+Starts, on loopback and free ports only:
+  * `$STATUSWATCH_BIN demo-upstream` (GET /status/{code} answers {code}), the API;
+  * fleet "one":   1 statuswatch sidecar;
+  * fleet "three": 3 statuswatch sidecars, each request sent to one of them at random;
+    every sidecar runs the DEFAULT config (no file; only listen addresses, upstream and
+    log level come from STATUSWATCH__* variables);
+  * `prometheus` scraping all four every second (one job `statuswatch`, target label
+    cluster="one" / cluster="three", so the two fleets share tenant names and must
+    never merge), evaluating `deploy/prometheus/rules/statuswatch.rules.yml`
+    unmodified, after checking it equals `statuswatch rules --config config/statuswatch.toml`.
+
+Both fleets get the same REV23-like traffic, generated independently: 40 Zipf-distributed
+tenants, 50 req/s per fleet, a steady 2 % 5xx background, three low-volume tenants that
+fail chronically (30 %), a past-due tenant (70 % 402). Timeline (seconds after the
+traffic starts):
+    0  background only (warm-up and quiet period: any alert here is false)
+  150  big     the largest tenant (~12 req/s) answers 40 % 5xx for 90 s
+  165  small   a ~1 req/s tenant answers 40 % 5xx for 90 s
+  270  suspend one tenant suspended (451 from then on): its alert, and no wave
+  330  wave    three more tenants suspended, 10 s apart: the wave
+  390  outage  the API process is stopped for 20 s: the proxies answer 502 to everyone
+  440  end
+For each fleet and incident it records onset -> firing (polling Prometheus' ALERTS every
+second) of the required alert, and counts every alert that starts firing outside the
+incidents that explain it (false alerts; only the SLO burn-rate alerts are exempt). It
+does the same for the in-process detector (statuswatch_spike_active of any sidecar).
+Prints a table; fails if an incident's Prometheus alert does not fire within 60 s or if
+any false Prometheus alert fires. Python standard library only.
+Environment: STATUSWATCH_BIN, PROMETHEUS_BIN, E2E_KEEP_TMP=1, REPLAY_SEED (default 11).
+"""
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RULES = os.path.join(ROOT, "deploy", "prometheus", "rules", "statuswatch.rules.yml")
+DEFAULT_CONFIG = os.path.join(ROOT, "config", "statuswatch.toml")
+
+FLEETS = {"one": 1, "three": 3}
+RPS = 50.0
+TENANTS = [f"studio{r:02d}" for r in range(1, 41)]
+WEIGHTS = [1.0 / r for r in range(1, 41)]
+BIG, SMALL = "studio01", "studio12"          # ~11.7 and ~0.97 req/s
+CHRONIC = ["studio30", "studio35", "studio38"]  # ~0.3 req/s, 30 % 5xx all along
+PAST_DUE = "studio08"
+SUSPEND_ONE = "studio06"
+SUSPEND_WAVE = ["studio09", "studio15", "studio25"]
+BACKGROUND_5XX = 0.02
+
+# (name, onset, duration or None = until the end, description)
+INCIDENTS = [
+    ("big", 150, 90, f"large tenant {BIG} 40 % 5xx"),
+    ("small", 165, 90, f"~1 req/s tenant {SMALL} 40 % 5xx"),
+    ("suspend", 270, None, f"one tenant suspended ({SUSPEND_ONE})"),
+    ("wave", 330, None, f"three tenants suspended within 20 s ({', '.join(SUSPEND_WAVE)})"),
+    ("outage", 390, 20, "upstream down 20 s (502 for everyone)"),
+]
+END = 440
+BOUND = 60.0       # onset -> firing, `for:` included
+SETTLE = 90        # an incident explains alerts starting up to this long after it ends
+BURN_ALERTS = {"StatuswatchErrorBudgetBurn", "StatuswatchTenantErrorBudgetBurn",
+               "StatuswatchErrorBudgetBurnSlow", "StatuswatchTenantErrorBudgetBurnSlow"}
+
+
+def required(incident):
+    """(kind, alertname or signal, tenant) the incident must raise.
+    kind 'alert' = Prometheus ALERTS, 'spike' = in-process statuswatch_spike_active."""
+    return {
+        "big": [("alert", "StatuswatchTenant5xxSpike", BIG), ("spike", "5xx", BIG)],
+        "small": [("alert", "StatuswatchTenant5xxSpike", SMALL), ("spike", "5xx", SMALL)],
+        "suspend": [("alert", "StatuswatchTenantSuspensionSpike", SUSPEND_ONE),
+                    ("spike", "suspended", SUSPEND_ONE)],
+        "wave": [("alert", "StatuswatchSuspensionWave", None),
+                 ("spike", "suspended", SUSPEND_WAVE[0])],
+        "outage": [("alert", "Statuswatch5xxSpike", None), ("spike", "5xx", "__all__")],
+    }[incident]
+
+
+def explains(incident, kind, name, tenant):
+    """Whether an alert/spike starting during `incident` (or just after) is explained by it."""
+    if incident == "big":
+        return (name in ("StatuswatchTenant5xxSpike", "5xx") and tenant == BIG) or \
+            name == "Statuswatch5xxSpike" or (kind == "spike" and name == "5xx" and tenant == "__all__")
+    if incident == "small":
+        return name in ("StatuswatchTenant5xxSpike", "5xx") and tenant == SMALL
+    if incident in ("suspend", "wave"):
+        who = [SUSPEND_ONE] if incident == "suspend" else SUSPEND_WAVE
+        return (name in ("StatuswatchTenantSuspensionSpike", "suspended") and tenant in who) or \
+            name == "StatuswatchSuspensionSpike" or (incident == "wave" and name == "StatuswatchSuspensionWave") or \
+            (kind == "spike" and name == "suspended" and tenant == "__all__")
+    if incident == "outage":
+        return name in ("StatuswatchTenant5xxSpike", "Statuswatch5xxSpike", "5xx")
+    return False
+
+
+passed = 0
+failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"PASS {what}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL {what}", flush=True)
+    return ok
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=3.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+        return None, str(e)
+
+
+def wait_until(pred, timeout, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+class Procs:
+    """Processes started here, stopped by their own pid."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = {}
+
+    def start(self, name, argv, env=None):
+        out = open(os.path.join(self.tmp, f"{name}.log"), "ab")
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             cwd=self.tmp, env=env, start_new_session=True)
+        self.procs[name] = (p, out)
+        return p
+
+    def stop(self, name, timeout=10):
+        p, out = self.procs.pop(name, (None, None))
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        out.close()
+
+    def alive(self, name):
+        p = self.procs.get(name, (None,))[0]
+        return p is not None and p.poll() is None
+
+    def tail(self, name, lines=20):
+        try:
+            with open(os.path.join(self.tmp, f"{name}.log"), "rb") as f:
+                data = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(f"    {name}| {line}" for line in data[-lines:])
+
+    def stop_all(self):
+        for name in list(reversed(list(self.procs))):
+            self.stop(name)
+
+
+class Load:
+    """Poisson arrivals per tenant, for each fleet independently; each request goes to a
+    random sidecar of its fleet, through keep-alive connections."""
+
+    def __init__(self, fleets, seed):
+        self.fleets = fleets  # name -> [proxy ports]
+        self.rng = random.Random(seed)
+        self.mode = {t: "bg" for t in TENANTS}
+        for t in CHRONIC:
+            self.mode[t] = "chronic"
+        self.mode[PAST_DUE] = "pastdue"
+        self.stop_ev = threading.Event()
+        self.queue = []
+        self.cv = threading.Condition()
+        self.lock = threading.Lock()
+        self.counts = {}
+        self.threads = []
+        total = sum(WEIGHTS)
+        self.rates = {t: RPS * w / total for t, w in zip(TENANTS, WEIGHTS)}
+
+    def set(self, tenant, mode):
+        with self.lock:
+            self.mode[tenant] = mode
+
+    def code(self, rng, mode):
+        u = rng.random()
+        if mode == "451":
+            return 451
+        if mode == "5xx40":
+            return 500 if u < 0.3 else 503 if u < 0.4 else 200
+        if mode == "chronic":
+            return 500 if u < 0.3 else 200
+        if mode == "pastdue":
+            if u < 0.7:
+                return 402
+            u = (u - 0.7) / 0.3
+        if u < BACKGROUND_5XX:
+            return 500 if u < BACKGROUND_5XX * 0.7 else 503
+        return 404 if u < 0.06 else 201 if u < 0.15 else 200
+
+    def start(self):
+        self.threads.append(threading.Thread(target=self._schedule, daemon=True))
+        for i in range(8):
+            self.threads.append(threading.Thread(target=self._work, args=(i,), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _schedule(self):
+        step = 0.1
+        nxt = time.monotonic()
+        while not self.stop_ev.is_set():
+            batch = []
+            with self.lock:
+                modes = dict(self.mode)
+            for fleet, ports in self.fleets.items():
+                for t in TENANTS:
+                    lam = self.rates[t] * step
+                    # Poisson by inversion
+                    n, p, lim = 0, self.rng.random(), pow(2.718281828459045, -lam)
+                    while p > lim:
+                        n += 1
+                        p *= self.rng.random()
+                    for _ in range(n):
+                        batch.append((fleet, self.rng.choice(ports), t, self.code(self.rng, modes[t])))
+            self.rng.shuffle(batch)
+            with self.cv:
+                self.queue.extend(batch)
+                self.cv.notify_all()
+            nxt += step
+            time.sleep(max(0.0, nxt - time.monotonic()))
+
+    def _work(self, i):
+        conns = {}
+        while not self.stop_ev.is_set():
+            with self.cv:
+                while not self.queue and not self.stop_ev.is_set():
+                    self.cv.wait(0.2)
+                if not self.queue:
+                    continue
+                fleet, port, tenant, code = self.queue.pop(0)
+            got = "error"
+            for _attempt in range(2):
+                try:
+                    c = conns.get(port)
+                    if c is None:
+                        c = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", f"/status/{code}", headers={"X-Tenant-Name": tenant, "X-Api-Key": "replay-key"})
+                    r = c.getresponse()
+                    r.read()
+                    got = r.status
+                    if r.getheader("connection", "").lower() == "close":
+                        c.close()
+                        conns.pop(port, None)
+                    break
+                except (OSError, http.client.HTTPException):
+                    c = conns.pop(port, None)
+                    if c:
+                        c.close()
+            with self.lock:
+                k = (fleet, code, got)
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def stop(self):
+        self.stop_ev.set()
+        with self.cv:
+            self.cv.notify_all()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+class Watch:
+    """Polls Prometheus every second: firing alerts and in-process spikes, as onsets."""
+
+    def __init__(self, prom):
+        self.prom = prom
+        self.onsets = []   # (t, fleet, kind, name, tenant, labels)
+        self.active = set()
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.errors = 0
+
+    def query(self, q):
+        st, body = http_get(f"{self.prom}/api/v1/query?query=" + urllib.parse.quote(q))
+        if st != 200:
+            self.errors += 1
+            return None
+        return json.loads(body)["data"]["result"]
+
+    def _loop(self):
+        while not self.stop_ev.is_set():
+            t = time.monotonic()
+            now = set()
+            alerts = self.query('ALERTS{alertstate="firing"}')
+            spikes = self.query("statuswatch_spike_active == 1")
+            if alerts is not None and spikes is not None:
+                for r in alerts:
+                    m = r["metric"]
+                    now.add((m.get("cluster", "?"), "alert", m["alertname"], m.get("tenant"),
+                             json.dumps(m, sort_keys=True)))
+                for r in spikes:
+                    m = r["metric"]
+                    now.add((m.get("cluster", "?"), "spike", m["signal"], m.get("tenant"), m.get("instance")))
+                for key in now - self.active:
+                    fleet, kind, name, tenant, extra = key
+                    self.onsets.append((t, fleet, kind, name, tenant, extra))
+                self.active = now
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(timeout=5)
+
+
+def run():
+    tmp = tempfile.mkdtemp(prefix="statuswatch-replay-", dir=os.environ.get("TMPDIR"))
+    procs = Procs(tmp)
+    load = watch = None
+    results = {}
+    try:
+        sw = os.environ.get("STATUSWATCH_BIN") or os.path.join(ROOT, "target", "release", "statuswatch")
+        prom_bin = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+        if not check(os.access(sw, os.X_OK) and prom_bin, f"statuswatch ({sw}) and prometheus ({prom_bin}) found"):
+            return
+
+        # The shipped rules are the generator's output for the default config.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STATUSWATCH")}
+        gen = subprocess.run([sw, "rules", "--config", DEFAULT_CONFIG], capture_output=True, text=True, env=env)
+        with open(RULES) as f:
+            shipped = f.read()
+        if not check(gen.returncode == 0 and gen.stdout == shipped,
+                     "deploy/prometheus/rules/statuswatch.rules.yml == `statuswatch rules --config config/statuswatch.toml`"):
+            print(gen.stderr)
+            return
+
+        up_port = free_port()
+        upstream_argv = [sw, "demo-upstream", "--listen", f"127.0.0.1:{up_port}"]
+        procs.start("upstream", upstream_argv, env=env)
+        fleets, targets = {}, {}
+        for fleet, n in FLEETS.items():
+            fleets[fleet], targets[fleet] = [], []
+            for i in range(n):
+                pp, ap = free_port(), free_port()
+                e = dict(env, STATUSWATCH__PROXY__LISTEN=f"127.0.0.1:{pp}",
+                         STATUSWATCH__ADMIN__LISTEN=f"127.0.0.1:{ap}",
+                         STATUSWATCH__PROXY__UPSTREAM=f"127.0.0.1:{up_port}",
+                         STATUSWATCH__PROXY__GRACE_PERIOD="1s", STATUSWATCH__PROXY__SHUTDOWN_TIMEOUT="1s",
+                         STATUSWATCH__LOG__LEVEL="warn")
+                procs.start(f"sw-{fleet}-{i}", [sw], env=e)
+                fleets[fleet].append(pp)
+                targets[fleet].append(f"127.0.0.1:{ap}")
+        all_admin = [a for ts in targets.values() for a in ts]
+        ok = wait_until(lambda: all(http_get(f"http://{a}/readyz")[0] == 200 for a in all_admin)
+                        and http_get(f"http://127.0.0.1:{up_port}/status/200")[0] == 200, 30)
+        if not check(ok, f"upstream and {len(all_admin)} sidecars ready"):
+            for name in procs.procs:
+                print(procs.tail(name))
+            return
+
+        prom_port = free_port()
+        static = "\n".join(
+            f"      - targets: {json.dumps(ts)}\n        labels:\n          cluster: {fleet}"
+            for fleet, ts in targets.items())
+        prom_cfg = os.path.join(tmp, "prometheus.yml")
+        with open(prom_cfg, "w") as f:
+            f.write(f"""\
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {json.dumps(RULES)}
+scrape_configs:
+  - job_name: statuswatch
+    static_configs:
+{static}
+""")
+        procs.start("prometheus", [prom_bin, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp}/prom",
+                                   f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
+        prom = f"http://127.0.0.1:{prom_port}"
+
+        def all_up():
+            st, body = http_get(f"{prom}/api/v1/query?query=" + urllib.parse.quote('up{job="statuswatch"} == 1'))
+            return st == 200 and len(json.loads(body)["data"]["result"]) == len(all_admin)
+
+        if not check(wait_until(all_up, 60), f"prometheus scrapes all {len(all_admin)} sidecars"):
+            print(procs.tail("prometheus"))
+            return
+        st, body = http_get(f"{prom}/api/v1/rules")
+        groups = json.loads(body)["data"]["groups"] if st == 200 else []
+        bad = [r["name"] for g in groups for r in g["rules"] if r.get("health") == "err"]
+        check(groups and not bad, f"prometheus loaded the shipped rules ({sum(len(g['rules']) for g in groups)} rules)"
+              + (f", unhealthy: {bad}" if bad else ""))
+
+        seed = int(os.environ.get("REPLAY_SEED", "11"))
+        load = Load(fleets, seed)
+        watch = Watch(prom)
+        t0 = time.monotonic()
+        load.start()
+        watch.start()
+        log(f"traffic: {RPS:g} req/s per fleet over {len(TENANTS)} Zipf tenants; timeline {END} s")
+
+        def at(sec):
+            time.sleep(max(0.0, t0 + sec - time.monotonic()))
+
+        onset = {}
+        at(150)
+        onset["big"] = time.monotonic()
+        log(f"big: {BIG} 40 % 5xx")
+        load.set(BIG, "5xx40")
+        at(165)
+        onset["small"] = time.monotonic()
+        log(f"small: {SMALL} 40 % 5xx")
+        load.set(SMALL, "5xx40")
+        at(240)
+        load.set(BIG, "bg")
+        at(255)
+        load.set(SMALL, "bg")
+        at(270)
+        onset["suspend"] = time.monotonic()
+        log(f"suspend: {SUSPEND_ONE} answers 451")
+        load.set(SUSPEND_ONE, "451")
+        at(330)
+        onset["wave"] = time.monotonic()
+        for i, t in enumerate(SUSPEND_WAVE):
+            at(330 + 10 * i)
+            log(f"wave: {t} answers 451")
+            load.set(t, "451")
+        at(390)
+        onset["outage"] = time.monotonic()
+        log("outage: stopping the upstream")
+        procs.stop("upstream", timeout=5)
+        at(410)
+        procs.start("upstream", upstream_argv, env=env)
+        log("outage over: upstream restarted")
+        check(wait_until(lambda: http_get(f"http://127.0.0.1:{up_port}/status/200")[0] == 200, 10),
+              "upstream back after the outage")
+        at(END)
+        watch.stop()
+        load.stop()
+
+        # ---- evaluate -----------------------------------------------------------------
+        ends = {name: (onset[name] + dur if dur else t0 + END) for name, _, dur, _ in INCIDENTS}
+        for fleet in FLEETS:
+            for kind in ("alert", "spike"):
+                res = results.setdefault((fleet, kind), {"lat": {}, "false": []})
+                evs = [o for o in watch.onsets if o[1] == fleet and o[2] == kind]
+                for name, _, _, _ in INCIDENTS:
+                    for k, what, tenant in required(name):
+                        if k != kind:
+                            continue
+                        hits = [o[0] - onset[name] for o in evs if o[3] == what
+                                and (tenant is None or o[4] == tenant) and o[0] >= onset[name]]
+                        res["lat"][name] = min(hits) if hits else None
+                for t, _, _, what, tenant, extra in evs:
+                    if kind == "alert" and what in BURN_ALERTS:
+                        continue
+                    ok = any(onset[n] <= t <= ends[n] + SETTLE and explains(n, kind, what, tenant)
+                             for n, _, _, _ in INCIDENTS)
+                    if not ok:
+                        res["false"].append((round(t - t0), what, tenant, extra))
+
+        # ---- report -------------------------------------------------------------------
+        print()
+        print("onset -> firing (s); '-' = did not fire within the replay")
+        header = f"{'incident':<58} " + " ".join(f"{f'{k} x{FLEETS[f]}':>16}" for f in FLEETS for k in ("prometheus", "in-process"))
+        print(header)
+        for name, start, dur, desc in INCIDENTS:
+            cells = []
+            for f in FLEETS:
+                for kind in ("alert", "spike"):
+                    v = results[(f, kind)]["lat"].get(name)
+                    cells.append(f"{v:16.1f}" if v is not None else f"{'-':>16}")
+            alert_name = required(name)[0][1]
+            print(f"{desc + ' [' + alert_name + ']':<58} " + " ".join(cells))
+        cells = [f"{len(results[(f, k)]['false']):16d}" for f in FLEETS for k in ("alert", "spike")]
+        print(f"{'false alerts (outside incidents; burn-rate alerts exempt)':<58} " + " ".join(cells))
+        burns = sorted({(o[1], o[3]) for o in watch.onsets if o[2] == "alert" and o[3] in BURN_ALERTS})
+        print(f"SLO burn-rate alerts that fired (exempt): {burns or 'none'}")
+        for f in FLEETS:
+            for kind in ("alert", "spike"):
+                for fa in results[(f, kind)]["false"]:
+                    print(f"  false {kind} in fleet {f}: t={fa[0]}s {fa[1]} tenant={fa[2]} {fa[3]}")
+        print()
+        for f in FLEETS:
+            for name, _, _, desc in INCIDENTS:
+                v = results[(f, "alert")]["lat"].get(name)
+                check(v is not None and v <= BOUND,
+                      f"fleet {f} (x{FLEETS[f]}): {desc}: {required(name)[0][1]} fired "
+                      + (f"{v:.1f} s after onset" if v is not None else "never") + f" (bound {BOUND:.0f} s)")
+            fa = results[(f, "alert")]["false"]
+            check(not fa, f"fleet {f} (x{FLEETS[f]}): no false Prometheus alert ({len(fa)})")
+            wave_before = [o for o in watch.onsets if o[1] == f and o[3] == "StatuswatchSuspensionWave"
+                           and o[0] < onset["wave"]]
+            check(not wave_before, f"fleet {f}: one suspended tenant did not fire StatuswatchSuspensionWave")
+        total = sum(load.counts.values())
+        errors = sum(n for (fl, code, got), n in load.counts.items() if got == "error")
+        check(total > RPS * len(FLEETS) * END * 0.8,
+              f"the load generator sent {total} requests (target {RPS * len(FLEETS) * END:.0f}); {errors} transport errors")
+        for name in [n for n in procs.procs if n.startswith("sw-")]:
+            check(procs.alive(name), f"{name} still running at the end")
+        check(watch.errors < 10, f"prometheus queries failed {watch.errors} times")
+    finally:
+        if watch:
+            watch.stop()
+        if load:
+            load.stop()
+        if failed:
+            for name in list(procs.procs):
+                t = procs.tail(name, 10)
+                if t:
+                    print(t)
+        procs.stop_all()
+        if os.environ.get("E2E_KEEP_TMP"):
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    started = time.monotonic()
+    try:
+        run()
+    except Exception as e:  # noqa: BLE001 - report, count, and fail
+        import traceback
+        traceback.print_exc()
+        check(False, f"unexpected error: {e!r}")
+    print(f"(took {time.monotonic() - started:.0f} s)")
+    print(f"e2e-fleet-replay: {passed} passed, {failed} failed", flush=True)
+    sys.exit(1 if failed or not passed else 0)
+
+
+if __name__ == "__main__":
+    main()
