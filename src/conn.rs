@@ -12,15 +12,15 @@
 //! answers: it is tallied as tenant `__none__`, origin `proxy`, as its status
 //! line is written, before the client can see it.
 //!
-//! The loop also holds the connection-level defences a sidecar needs (see
-//! [`ConnLimit`]): a cap on open connections, a keep-alive idle timeout that
+//! The loop also holds the connection-level defences a sidecar needs: a cap
+//! on open connections ([`crate::limit`]), a keep-alive idle timeout that
 //! pingora would otherwise lift after the first request (it carries the
 //! client's "keep-alive, no timeout" into the next session), a deadline for
 //! receiving a whole request head (slowloris), HTTP/1.1 pipelining served in
 //! order, and no HTTP state at all for a connection that has not sent a byte.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,111 +40,6 @@ use crate::proxy::StatusProxy;
 use crate::state::Shared;
 use crate::status::{self, Origin};
 use crate::tenant::SlotRef;
-
-/// Which listener a [`ConnLimit`] guards (the `listener` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    Proxy,
-    Admin,
-}
-
-impl Listener {
-    pub fn label(self) -> &'static str {
-        match self {
-            Listener::Proxy => "proxy",
-            Listener::Admin => "admin",
-        }
-    }
-}
-
-/// Open connections on one listener, with a cap. Past the cap a new
-/// connection is closed at once (the ones already open keep being served),
-/// counted, and logged at most once a second with the count since the last
-/// line, so a flood cannot flood the log too.
-#[derive(Debug)]
-pub struct ConnLimit {
-    listener: Listener,
-    open: AtomicUsize,
-    refused: AtomicU64,
-    head_timeouts: AtomicU64,
-    /// Second (since `epoch`) of the last refusal log line, and refusals since.
-    last_log: AtomicU64,
-    unlogged: AtomicU64,
-    epoch: Instant,
-}
-
-/// One open connection; dropping it gives the slot back.
-#[derive(Debug)]
-pub struct ConnGuard<'a>(&'a ConnLimit);
-
-impl Drop for ConnGuard<'_> {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Relaxed);
-    }
-}
-
-impl ConnLimit {
-    pub fn new(listener: Listener) -> ConnLimit {
-        ConnLimit {
-            listener,
-            open: AtomicUsize::new(0),
-            refused: AtomicU64::new(0),
-            head_timeouts: AtomicU64::new(0),
-            last_log: AtomicU64::new(0),
-            unlogged: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    /// Take a slot if fewer than `max` connections are open.
-    pub fn try_open(&self, max: usize) -> Option<ConnGuard<'_>> {
-        let prev = self.open.fetch_add(1, Relaxed);
-        if prev < max {
-            return Some(ConnGuard(self));
-        }
-        self.open.fetch_sub(1, Relaxed);
-        self.refused.fetch_add(1, Relaxed);
-        self.unlogged.fetch_add(1, Relaxed);
-        let now = self.epoch.elapsed().as_secs() + 1;
-        let last = self.last_log.load(Relaxed);
-        if now > last
-            && self
-                .last_log
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_ok()
-        {
-            let refused = self.unlogged.swap(0, Relaxed);
-            tracing::warn!(
-                listener = self.listener.label(),
-                max_connections = max,
-                refused,
-                "connection limit reached: refusing new connections (logged at most once a second)"
-            );
-        }
-        None
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Relaxed)
-    }
-
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Relaxed)
-    }
-
-    /// A connection closed because its request head did not arrive in time.
-    pub fn head_timeout(&self) {
-        self.head_timeouts.fetch_add(1, Relaxed);
-    }
-
-    pub fn head_timeouts(&self) -> u64 {
-        self.head_timeouts.load(Relaxed)
-    }
-}
-
-tokio::task_local! {
-    static CONN: Arc<ConnState>;
-}
 
 /// Per-connection bookkeeping shared by the stream wrapper and the app.
 #[derive(Debug, Default)]

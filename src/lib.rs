@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod detect;
+pub mod limit;
 pub mod metrics;
 pub mod proxy;
 pub mod rules;

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use prometheus::Encoder;
 
-use crate::conn::ConnLimit;
+use crate::limit::ConnLimit;
 use crate::state::{ReloadResult, Shared};
 use crate::status::{self, Origin, CELLS, CLASS_LABELS};
 use crate::tally::{

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, IpNet};
-use crate::conn::{ConnLimit, Listener};
+use crate::limit::{ConnLimit, Listener};
 use crate::detect::{self, SignalSpec};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
