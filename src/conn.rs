@@ -41,6 +41,10 @@ use crate::state::Shared;
 use crate::status::{self, Origin};
 use crate::tenant::SlotRef;
 
+tokio::task_local! {
+    static CONN: Arc<ConnState>;
+}
+
 /// Per-connection bookkeeping shared by the stream wrapper and the app.
 #[derive(Debug, Default)]
 pub struct ConnState {

@@ -108,10 +108,6 @@ impl ConnLimit {
     }
 }
 
-tokio::task_local! {
-    static CONN: Arc<ConnState>;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 
 use crate::catalog::Catalog;
 use crate::config::{Config, ConfigError, IpNet};
-use crate::limit::{ConnLimit, Listener};
 use crate::detect::{self, SignalSpec};
+use crate::limit::{ConnLimit, Listener};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
 
