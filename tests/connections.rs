@@ -205,6 +205,12 @@ impl ScrapeOn for Statuswatch {
     }
 }
 
+/// The normal client of the flood test gets its answer.
+fn assert_served(client: &mut KeepAlive) {
+    let r = client.get("/status/200", &[("X-Tenant-Name", "warm")]);
+    assert_eq!(r.expect("normal client answered").status, 200);
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -226,13 +232,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
     let mut client = KeepAlive::connect(sw.proxy);
     let mut scraper = KeepAlive::connect(sw.admin);
     for _ in 0..200 {
-        assert_eq!(
-            client
-                .get("/status/200", &[("X-Tenant-Name", "warm")])
-                .unwrap()
-                .status,
-            200
-        );
+        assert_served(&mut client);
     }
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = rss_kib(pid);
@@ -256,13 +256,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
     }
     // The normal client is served throughout.
     for _ in 0..20 {
-        assert_eq!(
-            client
-                .get("/status/200", &[("X-Tenant-Name", "warm")])
-                .unwrap()
-                .status,
-            200
-        );
+        assert_served(&mut client);
     }
     let m = sw.metrics_now_with(&mut scraper);
     let open = m.val("statuswatch_connections_open", &[("listener", "proxy")]);
@@ -283,13 +277,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
             &[("listener", "proxy")],
         ) >= open - 2.0
     });
-    assert_eq!(
-        client
-            .get("/status/200", &[("X-Tenant-Name", "warm")])
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&mut client);
     let peak = vm_hwm_kib(pid);
     drop(flood);
 
@@ -300,13 +288,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
     let mut after = 0;
     eventually(Duration::from_secs(60), "RSS back within 2x idle", || {
         for _ in 0..200 {
-            assert_eq!(
-                client
-                    .get("/status/200", &[("X-Tenant-Name", "warm")])
-                    .unwrap()
-                    .status,
-                200
-            );
+            assert_served(&mut client);
         }
         after = rss_kib(pid);
         after <= 2 * idle_rss
@@ -322,13 +304,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
         peak < 256 * 1024,
         "peak RSS {peak} KiB is over a 256 MiB sidecar limit"
     );
-    assert_eq!(
-        client
-            .get("/status/200", &[("X-Tenant-Name", "warm")])
-            .unwrap()
-            .status,
-        200
-    );
+    assert_served(&mut client);
 }
 
 #[test]
