@@ -105,7 +105,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Raise the soft open-files limit to the hard one, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do: the connection caps
+/// (`proxy.max_connections`, each client also needing an upstream socket)
+/// are only meaningful below the fd limit, and a soft limit of 1024 is common.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
+    raise_fd_limit();
     let sources = Sources {
         file: cli.config.clone(),
         env: None,

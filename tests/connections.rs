@@ -225,6 +225,22 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 /// a normal client keeps being served, and memory and fds come back.
 #[test]
 fn connection_floods_stay_bounded_and_memory_comes_back() {
+    // 12,000 client sockets here and up to 4,096 + 64 in the child: raise the
+    // soft fd limit to the hard one (the child inherits it).
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+    assert!(
+        lim.rlim_cur >= 16_384,
+        "the flood test needs at least 16384 file descriptors (hard limit {})",
+        lim.rlim_max
+    );
     let up = Upstream::start();
     // Default limits and deadlines; only the addresses differ.
     let sw = start(up.addr, "", "");
