@@ -587,17 +587,6 @@ impl Config {
 /// Keys whose values never appear in logs.
 const SECRET_KEYS: [&str; 1] = ["admin.bearer_token"];
 
-/// Keys a reload may not drop or change unless the new file sets them
-/// explicitly, and what removing them means.
-const GUARDED_KEYS: [(&str, &str); 3] = [
-    (
-        "admin.bearer_token",
-        "would turn off /metrics authentication",
-    ),
-    ("admin.allow", "would open /metrics to every network"),
-    ("proxy.upstream", "would send traffic to another upstream"),
-];
-
 impl Config {
     /// Refuse a reload that looks like a half-written file: one that drops
     /// `admin.bearer_token` or `admin.allow`, or changes `proxy.upstream`,
@@ -606,14 +595,25 @@ impl Config {
     /// or `[]`, is a deliberate change and is allowed.
     pub fn check_reload(&self, new: &Loaded) -> Result<(), ConfigError> {
         let n = &new.config;
-        for (key, what) in GUARDED_KEYS {
-            let dropped = match key {
-                "admin.bearer_token" => {
-                    !self.admin.bearer_token.is_empty() && n.admin.bearer_token.is_empty()
-                }
-                "admin.allow" => !self.admin.allow.is_empty() && n.admin.allow.is_empty(),
-                _ => self.proxy.upstream != n.proxy.upstream,
-            };
+        // (key, whether the new config drops or changes it, what that means)
+        let guarded = [
+            (
+                "admin.bearer_token",
+                !self.admin.bearer_token.is_empty() && n.admin.bearer_token.is_empty(),
+                "would turn off /metrics authentication",
+            ),
+            (
+                "admin.allow",
+                !self.admin.allow.is_empty() && n.admin.allow.is_empty(),
+                "would open /metrics to every network",
+            ),
+            (
+                "proxy.upstream",
+                self.proxy.upstream != n.proxy.upstream,
+                "would send traffic to another upstream",
+            ),
+        ];
+        for (key, dropped, what) in guarded {
             if dropped && !new.is_explicit(key) {
                 return Err(ConfigError::invalid(
                     key,
