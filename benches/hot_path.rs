@@ -2,9 +2,9 @@
 //!
 //! * `hot_path/*`: what the proxy does per request besides forwarding it:
 //!   in-flight start, tenant resolution of a known tenant from a pingora
-//!   `RequestHeader` (`X-Tenant-Name`), the tally increment, the per-tenant
-//!   latency observation, the histogram observation, the suspension flag and
-//!   in-flight finish. Single-threaded, and with two threads hammering the
+//!   `RequestHeader` (`X-Tenant-Name`), then the proxy's own `Shared::record`
+//!   (tally, per-tenant latency, histogram, suspension flag) and in-flight
+//!   finish. Single-threaded, and with two threads hammering the
 //!   same tenant or two different tenants; `tenant_latency_observe` is the
 //!   per-tenant latency observation alone.
 //! * `metrics_render/*`: `/metrics` rendering with 2k, 10k and 20k tenants
@@ -24,6 +24,7 @@ use pingora::http::RequestHeader;
 use statuswatch::config::Config;
 use statuswatch::detect::{Detector, Timing};
 use statuswatch::metrics;
+use statuswatch::record::Finished;
 use statuswatch::state::{Live, Shared};
 use statuswatch::status::{self, Origin};
 
@@ -45,88 +46,63 @@ fn request(tenant: &str) -> RequestHeader {
     r
 }
 
-/// The statuswatch work of one request, mirroring `proxy.rs` (`new_ctx`,
-/// `request_filter`, `logging`, `Drop for Ctx`) minus the clock reads.
+/// The statuswatch work of one request, as `proxy.rs` does it (`new_ctx`,
+/// `request_filter`, `logging` through the real [`Shared::record`], `Drop
+/// for Ctx`) minus the clock reads: `at` stands for the request's end.
 #[inline]
-fn one_request(shared: &Shared, req: &RequestHeader, code: u16, now: u32) {
-    one_request_with::<true>(shared, req, code, now)
-}
-
-/// `one_request` with or without the per-tenant latency observation, so one
-/// binary measures both sides of that change under the same machine load.
-#[inline]
-fn one_request_with<const TENANT_LATENCY: bool>(
-    shared: &Shared,
-    req: &RequestHeader,
-    code: u16,
-    now: u32,
-) {
+fn one_request(shared: &Shared, req: &RequestHeader, code: u16, at: Instant) {
     let global = &shared.global;
     let registry = &shared.registry;
     global.request_started();
+    let live = shared.live.load();
+    let now = registry.now_secs(at);
     // request_filter
-    let live = shared.live.load();
     let tenant = registry.resolve(&live.resolver, req, now);
-    drop(live);
     // logging
-    let live = shared.live.load();
     let tenant = if registry.is_current(tenant) {
         tenant
     } else {
         registry.resolve(&live.resolver, req, now)
     };
-    let slot = registry.slot(tenant);
-    slot.counters.add(Origin::Upstream, status::cell_of(code));
-    if TENANT_LATENCY {
-        slot.counters.observe(Duration::from_micros(350));
-    }
-    if !tenant.is_reserved() {
-        registry.touch(tenant, now);
-        if slot.set_suspended(code == 451) {
-            global.suspension();
-        }
-    }
-    if !live.catalog.is_documented(code) {
-        global.undocumented(code);
-    }
-    global.observe(
-        status::class_index(code),
-        Origin::Upstream,
-        Duration::from_micros(350),
-    );
+    let finished = Finished {
+        tenant,
+        code,
+        origin: Origin::Upstream,
+        elapsed: Duration::from_micros(350),
+        error_kind: None,
+    };
+    shared.record(&live, &finished, at);
     // Drop for Ctx
     global.request_finished();
 }
 
-fn warm(shared: &Shared, names: &[&str]) {
+fn warm(shared: &Shared, names: &[&str], at: Instant) {
     for n in names {
-        one_request(shared, &request(n), 200, 0);
+        one_request(shared, &request(n), 200, at);
     }
 }
 
 fn bench_hot_path(c: &mut Criterion) {
     let shared = shared_with(10_000);
+    let at = Instant::now();
     // Fill the registry so the lookup runs against a realistic map.
     for i in 0..10_000 - 2 {
-        one_request(&shared, &request(&format!("tenant-{i}")), 200, 0);
+        one_request(&shared, &request(&format!("tenant-{i}")), 200, at);
     }
-    warm(&shared, &["acme", "globex"]);
+    warm(&shared, &["acme", "globex"], at);
     let acme = request("acme");
     let globex = request("globex");
 
     let mut g = c.benchmark_group("hot_path");
     g.measurement_time(Duration::from_secs(4));
     g.bench_function("single_thread", |b| {
-        b.iter(|| one_request(&shared, black_box(&acme), black_box(200), 1))
-    });
-    g.bench_function("single_thread_without_tenant_latency", |b| {
-        b.iter(|| one_request_with::<false>(&shared, black_box(&acme), black_box(200), 1))
+        b.iter(|| one_request(&shared, black_box(&acme), black_box(200), at))
     });
     g.bench_function("single_thread_with_clock", |b| {
         // The proxy also reads the clock twice per request (start, end).
         b.iter(|| {
             let t0 = Instant::now();
-            one_request(&shared, black_box(&acme), black_box(200), 1);
+            one_request(&shared, black_box(&acme), black_box(200), at);
             black_box(t0.elapsed());
         })
     });
@@ -155,7 +131,7 @@ fn bench_hot_path(c: &mut Criterion) {
                                 barrier.wait();
                                 let t0 = Instant::now();
                                 for _ in 0..iters {
-                                    one_request(shared, black_box(req), black_box(200), 1);
+                                    one_request(shared, black_box(req), black_box(200), at);
                                 }
                                 t0.elapsed()
                             })

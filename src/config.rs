@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// The shipped default configuration, also the lowest-priority config source.
@@ -65,6 +66,18 @@ pub struct Config {
     pub signals: BTreeMap<String, SignalConfig>,
     pub catalog: CatalogConfig,
     pub reload: ReloadConfig,
+    pub tls: TlsConfig,
+}
+
+/// The optional TLS listener for clients (HTTP/1.1 and HTTP/2 through ALPN).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Where TLS clients connect; empty = no TLS listener.
+    pub listen: String,
+    /// PEM certificate chain and private key; re-read at every reload.
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,6 +115,8 @@ pub struct ProxyConfig {
     #[serde(with = "humantime_serde")]
     pub client_header_timeout: Duration,
     pub max_connections: usize,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener.
+    pub h2c: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -291,7 +306,10 @@ fn collect_keys(prefix: &str, map: config::Map<String, config::Value>, out: &mut
 }
 
 impl Config {
-    /// Load defaults + file + environment, then validate.
+    /// Load defaults + file + environment and check the plain settings.
+    /// What needs building (tenant rules, catalog, signals, the upstream's
+    /// address, the admin allowlist) is validated by building it, once, in
+    /// [`crate::state::Live::build`].
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         Config::load_explicit(sources).map(|l| l.config)
     }
@@ -386,15 +404,9 @@ impl Config {
         })
     }
 
-    /// Semantic checks that serde cannot express. Each error names its key.
+    /// Checks of the plain settings that serde cannot express, the part no
+    /// runtime piece covers. Each error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        // Building the runtime pieces is the validation of the sections that
-        // have them (tenant rules, catalog, signals, addresses): one code path.
-        crate::state::Live::build(self.clone()).map(drop)
-    }
-
-    /// Checks of the plain settings, the part no runtime piece covers.
-    pub(crate) fn validate_settings(&self) -> Result<(), ConfigError> {
         let p = &self.proxy;
         for (key, d) in [
             ("proxy.connect_timeout", p.connect_timeout),
@@ -433,6 +445,22 @@ impl Config {
                 "proxy.sni",
                 "upstream_tls needs a server name: set proxy.sni or use a host name in proxy.upstream",
             ));
+        }
+        if let Some(tls) = self.tls_listen()? {
+            if tls == p.listen || tls == self.admin.listen {
+                return Err(ConfigError::invalid(
+                    "tls.listen",
+                    "must differ from proxy.listen and admin.listen",
+                ));
+            }
+            for (key, v) in [
+                ("tls.cert_file", &self.tls.cert_file),
+                ("tls.key_file", &self.tls.key_file),
+            ] {
+                if v.trim().is_empty() {
+                    return Err(ConfigError::invalid(key, "must be set when tls.listen is"));
+                }
+            }
         }
         if self.admin.listen == p.listen {
             return Err(ConfigError::invalid(
@@ -485,6 +513,20 @@ impl Config {
         Ok(())
     }
 
+    /// Where the TLS listener listens, if there is one.
+    pub fn tls_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let listen = self.tls.listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            ConfigError::invalid(
+                "tls.listen",
+                format!("expected an address like 0.0.0.0:8443, got {listen:?}"),
+            )
+        })
+    }
+
     /// The upstream address, resolved now (names resolve at start-up and reload).
     pub fn upstream_addr(&self) -> Result<SocketAddr, ConfigError> {
         let up = self.proxy.upstream.trim();
@@ -533,7 +575,7 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                IpNet::parse(s).ok_or_else(|| {
+                parse_net(s).ok_or_else(|| {
                     ConfigError::invalid(
                         format!("admin.allow[{i}]"),
                         format!("expected an IP address or CIDR like 10.0.0.0/8, got {s:?}"),
@@ -563,6 +605,7 @@ impl Config {
         }
         cmp!(
             listen,
+            h2c,
             threads,
             keepalive_pool_size,
             grace_period,
@@ -570,6 +613,9 @@ impl Config {
         );
         if self.admin.listen != new.admin.listen {
             keys.push("admin.listen");
+        }
+        if self.tls.listen != new.tls.listen {
+            keys.push("tls.listen");
         }
         if self.log != new.log {
             keys.push("log");
@@ -708,44 +754,13 @@ fn describe_parse_error(e: config::ConfigError, file: Option<&Path>) -> String {
     }
 }
 
-/// An IP network for the admin allowlist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(s: &str) -> Option<IpNet> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (
-                a.trim().parse::<IpAddr>().ok()?,
-                Some(p.trim().parse::<u8>().ok()?),
-            ),
-            None => (s.trim().parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
+/// Parse one `admin.allow` entry: a network in CIDR notation or a single
+/// address (a host network).
+fn parse_net(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]
@@ -822,16 +837,12 @@ mod tests {
         assert!(e.contains("proxy.listen") || e.contains("listen"), "{e}");
         let e = err_of("[tenant]\nmax_tenants = \"many\"\n");
         assert!(e.contains("max_tenants"), "{e}");
-        let e = err_of("[tenant]\npattern = \"([\"\n");
-        assert!(e.contains("tenant.pattern"), "{e}");
-        let e = err_of("[proxy]\nupstream = \"http://x:80/\"\n");
-        assert!(e.contains("proxy.upstream"), "{e}");
         let e = err_of("[proxy]\nconnect_timeout = \"soon\"\n");
         assert!(e.contains("connect_timeout"), "{e}");
         let e = err_of("[log]\nformat = \"xml\"\n");
         assert!(e.contains("log.format"), "{e}");
-        let e = err_of("[admin]\nallow = [\"10.0.0.0/99\"]\n");
-        assert!(e.contains("admin.allow[0]"), "{e}");
+        let e = err_of("[tls]\nlisten = \"127.0.0.1:1\"\n");
+        assert!(e.contains("tls.cert_file"), "{e}");
     }
 
     #[test]
@@ -854,18 +865,17 @@ mod tests {
     }
 
     #[test]
-    fn ipnet() {
-        let n = IpNet::parse("10.0.0.0/8").unwrap();
-        assert!(n.contains("10.1.2.3".parse().unwrap()));
-        assert!(!n.contains("11.1.2.3".parse().unwrap()));
-        assert!(n.contains("::ffff:10.0.0.1".parse().unwrap()));
-        let one = IpNet::parse("127.0.0.1").unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        assert!(IpNet::parse("::/0")
-            .unwrap()
-            .contains("::1".parse().unwrap()));
-        assert!(IpNet::parse("1.2.3.4/33").is_none());
+    fn admin_allow_entries() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let n = parse_net("10.0.0.0/8").unwrap();
+        assert!(n.contains(&ip("10.1.2.3")));
+        assert!(!n.contains(&ip("11.1.2.3")));
+        let one = parse_net(" 127.0.0.1 ").unwrap();
+        assert!(one.contains(&ip("127.0.0.1")));
+        assert!(!one.contains(&ip("127.0.0.2")));
+        assert!(parse_net("::/0").unwrap().contains(&ip("::1")));
+        assert!(parse_net("1.2.3.4/33").is_none());
+        assert!(parse_net("nonsense").is_none());
     }
 
     #[test]

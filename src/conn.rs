@@ -1,23 +1,42 @@
-//! Connection handling for the proxy listener: pingora's HTTP/1 keep-alive
-//! loop around `HttpProxy`, with just enough accounting to tally the
-//! responses pingora writes *before* any `ProxyHttp` hook runs.
+//! The proxy listener's connection loop: pingora's own `HttpServerApp` →
+//! `ServerApp` adapter, generic over any [`ProxyHttp`], with what a sidecar
+//! needs at the connection level and the one answer no hook can see.
 //!
-//! pingora answers an unparseable request head with 400 (and `CONNECT` with
-//! 405) inside `HttpProxy::handle_new_request`, before `new_ctx`, so the
-//! proxy's `logging` hook never sees them. To count them anyway, each
-//! downstream stream is wrapped in [`Counted`], which notes the status line of
-//! the first response written after a request starts, and each request runs
-//! inside a task-local scope where `new_ctx` marks that the normal path took
-//! over. A response written with no context created is one of those early
-//! answers: it is tallied as tenant `__none__`, origin `proxy`, as its status
-//! line is written, before the client can see it.
+//! # The unparseable head
+//! pingora answers a request head it cannot parse with 400 inside
+//! `HttpProxy::handle_new_request`, before `new_ctx`, so no `ProxyHttp` hook
+//! ever sees it. To count it anyway, each HTTP/1 stream is wrapped in
+//! [`Counted`], which notes the status line of the first response written
+//! after a request starts. The proxy's first hook calls [`mark_hooked`] (it
+//! finds the wrapper through pingora's public `IO::as_any`), so a response
+//! written while no hook has run is that early 400: it is reported to the
+//! [`ConnSink`] as its status line is written, before the client can see it.
+//! `CONNECT` is not an early answer: the proxy enables
+//! `allow_connect_method_proxying` and refuses it in its own hooks.
 //!
-//! The loop also holds the connection-level defences a sidecar needs: a cap
-//! on open connections ([`crate::limit`]), a keep-alive idle timeout that
-//! pingora would otherwise lift after the first request (it carries the
-//! client's "keep-alive, no timeout" into the next session), a deadline for
-//! receiving a whole request head (slowloris), HTTP/1.1 pipelining served in
-//! order, and no HTTP state at all for a connection that has not sent a byte.
+//! # Connection-level defences
+//! A cap on open connections ([`crate::limit`]); no HTTP state for a
+//! connection until its first byte; a keep-alive idle timeout that pingora
+//! would otherwise lift after the first request (it carries the client's
+//! "keep-alive, no timeout" into the next session); a deadline for a whole
+//! request head (slowloris); HTTP/1.1 pipelining served in order.
+//!
+//! # HTTP/2
+//! An h2 connection (ALPN `h2` on TLS, or the h2c preface on the plain
+//! listener when `HttpServerOptions::h2c` is set) is handed to pingora's own
+//! adapter unchanged: h2 has no "unparseable head" answer, and its streams
+//! reach the hooks like any request.
+//!
+//! # Re-check on a pingora upgrade (written against 0.9.1, pinned in Cargo.toml)
+//! - pingora-core `apps/mod.rs`, `impl<T: HttpServerApp> ServerApp for T`:
+//!   the h1 loop below mirrors it (keep-alive, `keepalive_request_limit`,
+//!   persistent settings, shutdown) and its h2/h2c decision.
+//! - pingora-proxy `lib.rs`, `handle_new_request`: still the only place that
+//!   writes a response before `new_ctx`, and still only for
+//!   `InvalidHTTPHeader` (400) and, when not allowed, `CONNECT` (405).
+//! - pingora-core `protocols/mod.rs`: the [`Stream`] traits. [`Counted`]
+//!   forwards every method of each; a trait that gains a defaulted method
+//!   would silently use the default, so diff them.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed};
@@ -26,23 +45,37 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::ALPN;
 use pingora::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, Stream, UniqueID,
     UniqueIDType,
 };
-use pingora::proxy::HttpProxy;
+use pingora::proxy::{HttpProxy, ProxyHttp};
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::StatusProxy;
-use crate::state::Shared;
-use crate::status::{self, Origin};
-use crate::tenant::SlotRef;
+use crate::limit::ConnLimit;
 
-tokio::task_local! {
-    static CONN: Arc<ConnState>;
+/// What the loop reads and reports: implemented by the process state.
+pub trait ConnSink: Send + Sync + 'static {
+    /// Settings for a new connection (read per connection, so a reload
+    /// applies to the connections that open after it).
+    fn settings(&self) -> ConnSettings;
+    /// Open-connection accounting of this listener.
+    fn conns(&self) -> &ConnLimit;
+    /// pingora answered `code` before any hook ran (an unparseable head);
+    /// `elapsed` is from the request's first byte.
+    fn early_answer(&self, code: u16, elapsed: Duration);
+}
+
+/// Per-connection settings, see the `proxy.client_*` and `max_connections` keys.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSettings {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub head_timeout: Duration,
 }
 
 /// Per-connection bookkeeping shared by the stream wrapper and the app.
@@ -97,10 +130,17 @@ async fn head_deadline(state: &ConnState, epoch: Instant, limit: Duration) {
     }
 }
 
-/// Called from `new_ctx`: this request is on the normal, hooked path.
+/// Called from the proxy's first hook (`early_request_filter`): this request
+/// is on the normal, hooked path, so its response is the proxy's to count.
+/// A no-op for a stream this loop did not wrap (h2, tests).
 #[inline]
-pub fn mark_ctx_created() {
-    let _ = CONN.try_with(|c| c.ctx_created.store(true, Relaxed));
+pub fn mark_hooked(session: &ServerSession) {
+    if let Some(c) = session
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<Counted>())
+    {
+        c.state.ctx_created.store(true, Relaxed);
+    }
 }
 
 /// A downstream stream that notes the first status line written after arming.
@@ -108,7 +148,7 @@ pub struct Counted {
     inner: Stream,
     state: Arc<ConnState>,
     epoch: Instant,
-    shared: &'static Shared,
+    sink: &'static dyn ConnSink,
 }
 
 impl std::fmt::Debug for Counted {
@@ -130,7 +170,15 @@ impl Counted {
         if let Some(code) = first.and_then(parse_status) {
             self.state.status.store(code, Relaxed);
             if !self.state.ctx_created.load(Relaxed) {
-                count_early(self.shared, &self.state, self.epoch, code);
+                let started = self.state.first_read.load(Relaxed);
+                let elapsed = if started == 0 {
+                    Duration::ZERO
+                } else {
+                    self.epoch
+                        .elapsed()
+                        .saturating_sub(Duration::from_nanos(started))
+                };
+                self.sink.early_answer(code, elapsed);
             }
         }
     }
@@ -258,98 +306,113 @@ impl Peek for Counted {
     }
 }
 
-/// Tally a response pingora writes before any hook ran. Called as its status
-/// line is written, so the count is in place before the client can see the
-/// answer (or the connection close that follows it).
-fn count_early(shared: &Shared, state: &ConnState, epoch: Instant, code: u16) {
-    let slot = shared.registry.slot(SlotRef::NONE);
-    slot.counters.add(Origin::Proxy, status::cell_of(code));
-    if !shared.live.load().catalog.is_documented(code) {
-        shared.global.undocumented(code);
-    }
-    let started = state.first_read.load(Relaxed);
-    let elapsed = if started == 0 {
-        Duration::ZERO
-    } else {
-        epoch
-            .elapsed()
-            .saturating_sub(Duration::from_nanos(started))
-    };
-    slot.counters.observe(elapsed);
-    shared
-        .global
-        .observe(status::class_index(code), Origin::Proxy, elapsed);
-    tracing::debug!(status = code, "rejected a request pingora could not parse");
+/// The proxy listener's app: pingora's connection loop with the accounting
+/// and defences described in the module doc.
+pub struct ProxyApp<SV> {
+    inner: Arc<HttpProxy<SV>>,
+    sink: &'static dyn ConnSink,
 }
 
-/// The proxy listener's app: pingora's HTTP/1 loop with early-answer accounting.
-pub struct ProxyApp {
-    inner: Arc<HttpProxy<StatusProxy>>,
-    shared: &'static Shared,
-}
-
-impl ProxyApp {
-    pub fn new(inner: HttpProxy<StatusProxy>, shared: &'static Shared) -> ProxyApp {
+impl<SV> ProxyApp<SV> {
+    pub fn new(inner: HttpProxy<SV>, sink: &'static dyn ConnSink) -> ProxyApp<SV> {
         ProxyApp {
             inner: Arc::new(inner),
-            shared,
+            sink,
         }
     }
 }
 
+/// The h2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 #[async_trait]
-impl ServerApp for ProxyApp {
+impl<SV> ServerApp for ProxyApp<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let (max, idle, head_limit) = {
-            let live = self.shared.live.load();
-            let p = &live.config.proxy;
-            (
-                p.max_connections,
-                p.client_idle_timeout,
-                p.client_header_timeout,
-            )
-        };
+        let settings = self.sink.settings();
         // Dropping the stream closes it: past the cap, that is the refusal.
-        let _open = self.shared.proxy_conns.try_open(max)?;
+        let _open = self.sink.conns().try_open(settings.max_connections)?;
         // Hold no HTTP state (pingora's per-request future is tens of KiB)
         // for a connection until it sends its first byte, or the idle timeout.
         let mut shutdown_rx = shutdown.clone();
         let mut first_byte = [0u8; 1];
         tokio::select! {
             biased;
-            first = tokio::time::timeout(idle, stream.try_peek(&mut first_byte)) => {
+            first = tokio::time::timeout(settings.idle_timeout, stream.try_peek(&mut first_byte)) => {
                 if !matches!(first, Ok(Ok(_))) {
                     return None;
                 }
             }
             _ = shutdown_rx.changed() => return None,
         }
+        if self.is_h2(&mut stream).await {
+            // pingora's own adapter, unchanged (see the module doc).
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        self.serve_h1(stream, settings, shutdown).await
+    }
 
+    async fn cleanup(&self) {
+        self.inner.http_cleanup().await;
+    }
+}
+
+impl<SV> ProxyApp<SV>
+where
+    SV: ProxyHttp + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    /// pingora's protocol decision: ALPN on TLS; on plain TCP, the h2c
+    /// preface when h2c is enabled.
+    async fn is_h2(&self, stream: &mut Stream) -> bool {
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return true;
+        }
+        let h2c = self.inner.server_options().is_some_and(|o| o.h2c);
+        if !h2c || stream.get_ssl_digest().is_some() {
+            return false;
+        }
+        let mut buf = [0u8; H2_PREFACE.len()];
+        // Ok(false): this stream cannot peek, so it is not h2c (as pingora).
+        matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE
+    }
+
+    async fn serve_h1(
+        self: &Arc<Self>,
+        stream: Stream,
+        settings: ConnSettings,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let epoch = Instant::now();
         let state = Arc::new(ConnState::default());
         let stream: Stream = Box::new(Counted {
             inner: stream,
             state: state.clone(),
             epoch,
-            shared: self.shared,
+            sink: self.sink,
         });
         // pingora's keep-alive is in whole seconds, and 0 would mean "forever".
-        let idle_secs = idle.as_secs().max(1);
-        // Same loop as pingora's HttpServerApp → ServerApp adapter (HTTP/1 only:
-        // the proxy listener is plain TCP without h2c). Re-check on upgrade:
-        // pingora-core `apps/mod.rs`, `impl<T: HttpServerApp> ServerApp for T`.
+        let idle_secs = settings.idle_timeout.as_secs().max(1);
         let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive_reuses_remaining(
+            self.inner
+                .server_options()
+                .and_then(|o| o.keepalive_request_limit),
+        );
         // Serve pipelined requests in order instead of closing the connection
         // on bytes read ahead (pingora's default), which would drop them.
         session.set_pipelining_enabled(true);
         let mut persistent = None;
         loop {
             if let Some(p) = persistent.take() {
-                pingora::apps::HttpPersistentSettings::apply_to_session(p, &mut session);
+                HttpPersistentSettings::apply_to_session(p, &mut session);
             }
             // After the settings: they carry the client's "keep-alive" as no
             // timeout at all, which would keep an idle connection forever.
@@ -359,30 +422,21 @@ impl ServerApp for ProxyApp {
                 session.set_keepalive(Some(idle_secs));
             }
             state.reset();
-            let request = CONN.scope(
-                state.clone(),
-                self.inner.process_new_http(session, shutdown),
-            );
             let result = tokio::select! {
                 biased;
-                result = request => result,
-                _ = head_deadline(&state, epoch, head_limit) => {
+                result = self.inner.process_new_http(session, shutdown) => result,
+                _ = head_deadline(&state, epoch, settings.head_timeout) => {
                     // Dropping the request future closes the connection, with
                     // nothing written: the request never arrived.
-                    self.shared.proxy_conns.head_timeout();
+                    self.sink.conns().head_timeout();
                     tracing::debug!("closed a connection whose request head did not arrive in time");
                     return None;
                 }
             };
-            let reused = result?;
-            let (stream, settings) = reused.consume();
+            let (stream, settings) = result?.consume();
             persistent = settings;
             session = ServerSession::new_http1(stream);
         }
-    }
-
-    async fn cleanup(&self) {
-        self.inner.http_cleanup().await;
     }
 }
 

@@ -14,12 +14,15 @@ pub mod detect;
 pub mod limit;
 pub mod metrics;
 pub mod proxy;
+pub mod record;
 pub mod rules;
 pub mod server;
 pub mod state;
 pub mod status;
 pub mod tally;
+pub mod tasks;
 pub mod tenant;
+pub mod tls;
 
 /// The crate version, exported as `statuswatch_build_info{version}`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -13,6 +13,7 @@ use pingora::services::listening::Service;
 use statuswatch::config::{Config, Sources};
 use statuswatch::demo::{DemoUpstream, Summary, Traffic};
 use statuswatch::server::{self, RunOptions};
+use statuswatch::state::Live;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -131,8 +132,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     };
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
-            let cfg = Config::load(&sources)?;
-            println!("config ok: {}", server::describe(&cfg)?);
+            let live = Live::build(Config::load(&sources)?)?;
+            println!("config ok: {}", server::describe(&live));
             Ok(())
         }
         Command::Rules {

@@ -5,9 +5,9 @@
 //! Origin is decided from what happened, not guessed from the code: a
 //! response is `upstream` when its status is the one the upstream sent
 //! (recorded in `upstream_response_filter`) and `proxy` when statuswatch wrote
-//! it itself (upstream failure). Responses pingora writes before any hook
-//! (400 for an unparseable head, 405 for `CONNECT`) are counted by
-//! [`crate::conn`]. A client that goes away
+//! it itself (upstream failure or a refused `CONNECT`). The one response
+//! pingora writes before any hook (400 for an unparseable head) is counted
+//! by the connection loop in [`crate::conn`]. A client that goes away
 //! before any response header was written is counted as nginx's 499 with
 //! origin `proxy`, so every request that reached the proxy is counted exactly
 //! once.
@@ -20,8 +20,9 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
+use crate::record::Finished;
 use crate::state::Shared;
-use crate::status::{self, Origin};
+use crate::status::Origin;
 use crate::tally::UpstreamErrorKind;
 use crate::tenant::{self, SlotRef};
 
@@ -60,7 +61,6 @@ impl ProxyHttp for StatusProxy {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        crate::conn::mark_ctx_created();
         self.shared.global.request_started();
         Ctx {
             shared: self.shared,
@@ -72,6 +72,12 @@ impl ProxyHttp for StatusProxy {
         }
     }
 
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<()> {
+        // From here on this request's response is ours to count (conn.rs).
+        crate::conn::mark_hooked(session.as_downstream());
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let live = self.shared.live.load();
         let now = self.shared.registry.now_secs(ctx.start);
@@ -79,6 +85,17 @@ impl ProxyHttp for StatusProxy {
             .shared
             .registry
             .resolve(&live.resolver, session.req_header(), now);
+        if session.req_header().method == http::Method::CONNECT {
+            // A sidecar in front of one API does not tunnel. pingora would
+            // refuse it before any hook; refusing it here counts it with its
+            // tenant. The connection closes: what follows a CONNECT is not HTTP.
+            ctx.proxy_answered = true;
+            session.set_keepalive(None);
+            if let Err(e) = session.respond_error(405).await {
+                tracing::debug!(error = %e, "could not refuse CONNECT; the client is gone");
+            }
+            return Ok(true);
+        }
         Ok(false)
     }
 
@@ -155,9 +172,7 @@ impl ProxyHttp for StatusProxy {
                 ErrorType::HTTPStatus(code) => *code,
                 _ => match e.esource() {
                     ErrorSource::Upstream => {
-                        let kind = classify(e.etype());
-                        ctx.error_kind = Some(kind);
-                        self.shared.global.upstream_error(kind);
+                        ctx.error_kind = Some(classify(e.etype()));
                         if is_timeout(e.etype()) {
                             504
                         } else {
@@ -221,30 +236,20 @@ impl ProxyHttp for StatusProxy {
         };
         let shared = self.shared;
         let registry = &shared.registry;
-        let now = registry.now_secs(end);
         let live = shared.live.load();
         if !registry.is_current(ctx.tenant) {
             // The slot was reclaimed while this (very long) request ran.
+            let now = registry.now_secs(end);
             ctx.tenant = registry.resolve(&live.resolver, session.req_header(), now);
         }
-        let slot = registry.slot(ctx.tenant);
-        slot.counters.add(origin, status::cell_of(code));
-        slot.counters
-            .observe(end.saturating_duration_since(ctx.start));
-        if !ctx.tenant.is_reserved() {
-            registry.touch(ctx.tenant, now);
-            if slot.set_suspended(code == 451) {
-                shared.global.suspension();
-            }
-        }
-        if !live.catalog.is_documented(code) {
-            shared.global.undocumented(code);
-        }
-        shared.global.observe(
-            status::class_index(code),
+        let finished = Finished {
+            tenant: ctx.tenant,
+            code,
             origin,
-            end.saturating_duration_since(ctx.start),
-        );
+            elapsed: end.saturating_duration_since(ctx.start),
+            error_kind: ctx.error_kind,
+        };
+        shared.record(&live, &finished, end);
 
         if let Some(e) = e {
             let req = session.req_header();

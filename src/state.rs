@@ -10,13 +10,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::catalog::Catalog;
-use crate::config::{Config, ConfigError, IpNet};
+use ipnet::IpNet;
+
+use crate::config::{Config, ConfigError};
 use crate::detect::{self, SignalSpec};
 use crate::limit::{ConnLimit, Listener};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
+use crate::tls::CertKey;
 
-/// Everything derived from one validated config.
+/// Everything derived from one config: what the proxy, the detector and the
+/// admin listener read per request or per tick.
 pub struct Live {
     pub config: Config,
     pub resolver: ResolverSpec,
@@ -25,12 +29,17 @@ pub struct Live {
     pub upstream: SocketAddr,
     pub sni: String,
     pub admin_allow: Vec<IpNet>,
+    /// The TLS listener's certificate, when there is one.
+    pub tls: Option<Arc<CertKey>>,
 }
 
 impl Live {
-    /// Validate a config and build everything derived from it, each piece once.
+    /// Build everything derived from a loaded config, each piece once: the
+    /// one builder, and so the one validator of those pieces, for start-up,
+    /// `check` and every reload. The upstream's name is resolved here, once,
+    /// and the address checked is the address used. ([`Config::load`] has
+    /// checked the plain settings already.)
     pub fn build(config: Config) -> Result<Live, ConfigError> {
-        config.validate_settings()?;
         Ok(Live {
             resolver: ResolverSpec::from_config(&config.tenant)?,
             catalog: Catalog::from_config(&config.catalog)?,
@@ -38,6 +47,7 @@ impl Live {
             upstream: config.upstream_addr()?,
             sni: config.sni(),
             admin_allow: config.admin_allow()?,
+            tls: CertKey::load(&config.tls)?.map(Arc::new),
             config,
         })
     }
@@ -111,5 +121,50 @@ impl Shared {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_err(edit: impl FnOnce(&mut Config)) -> String {
+        let mut cfg = Config::defaults().unwrap();
+        edit(&mut cfg);
+        Live::build(cfg)
+            .err()
+            .expect("should not build")
+            .to_string()
+    }
+
+    #[test]
+    fn building_validates_each_piece_and_names_its_key() {
+        let e = build_err(|c| c.tenant.pattern = "([".into());
+        assert!(e.contains("tenant.pattern"), "{e}");
+        let e = build_err(|c| c.proxy.upstream = "http://x:80/".into());
+        assert!(e.contains("proxy.upstream"), "{e}");
+        let e = build_err(|c| c.proxy.upstream = "no-such-host.invalid:80".into());
+        assert!(e.contains("proxy.upstream"), "{e}");
+        let e = build_err(|c| c.admin.allow = vec!["10.0.0.0/8".into(), "10.0.0.0/99".into()]);
+        assert!(e.contains("admin.allow[1]"), "{e}");
+        let e = build_err(|c| {
+            c.tls.listen = "127.0.0.1:1".into();
+            c.tls.cert_file = "/nonexistent/cert.pem".into();
+            c.tls.key_file = "/nonexistent/key.pem".into();
+        });
+        assert!(
+            e.contains("tls.cert_file") && e.contains("/nonexistent/cert.pem"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_built_upstream_is_the_resolved_address() {
+        let mut cfg = Config::defaults().unwrap();
+        cfg.proxy.upstream = "localhost:4000".into();
+        let live = Live::build(cfg).unwrap();
+        assert!(live.upstream.ip().is_loopback());
+        assert_eq!(live.upstream.port(), 4000);
+        assert!(live.tls.is_none());
     }
 }

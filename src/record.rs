@@ -1,0 +1,85 @@
+//! The one place a finished response is counted.
+//!
+//! Every path that answers a client ends here: the proxy's `logging` hook,
+//! the connection loop's early answers (a head pingora could not parse), and
+//! the benchmarks, which therefore measure the real code. One function means
+//! one definition of what "a response" adds to the tallies: the tenant's cell
+//! and latency, the suspension edge, the undocumented-code counter, the
+//! process-wide duration histogram and, when the proxy answered because the
+//! upstream failed, the error kind.
+
+use std::time::{Duration, Instant};
+
+use crate::conn::{ConnSettings, ConnSink};
+use crate::state::{Live, Shared};
+use crate::status::{self, Origin};
+use crate::tally::UpstreamErrorKind;
+use crate::tenant::SlotRef;
+
+/// A response that was sent (or, as 499, that a client left before getting).
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub tenant: SlotRef,
+    pub code: u16,
+    pub origin: Origin,
+    /// From the request's first byte (or the hook that first saw it) to the end.
+    pub elapsed: Duration,
+    /// Why the proxy answered instead of the upstream, when it failed.
+    pub error_kind: Option<UpstreamErrorKind>,
+}
+
+impl Shared {
+    /// Count one finished response. `live` is the config the request ran
+    /// under (the caller has it loaded already); `at` is when it finished.
+    #[inline]
+    pub fn record(&self, live: &Live, r: &Finished, at: Instant) {
+        let registry = &self.registry;
+        let slot = registry.slot(r.tenant);
+        slot.counters.add(r.origin, status::cell_of(r.code));
+        slot.counters.observe(r.elapsed);
+        if !r.tenant.is_reserved() {
+            registry.touch(r.tenant, registry.now_secs(at));
+            if slot.set_suspended(r.code == 451) {
+                self.global.suspension();
+            }
+        }
+        if !live.catalog.is_documented(r.code) {
+            self.global.undocumented(r.code);
+        }
+        self.global
+            .observe(status::class_index(r.code), r.origin, r.elapsed);
+        if let Some(kind) = r.error_kind {
+            self.global.upstream_error(kind);
+        }
+    }
+}
+
+/// The connection loop's early answers (see [`crate::conn`]): no hook ran,
+/// so there is no tenant and the proxy wrote the response.
+impl ConnSink for Shared {
+    fn early_answer(&self, code: u16, elapsed: Duration) {
+        let finished = Finished {
+            tenant: SlotRef::NONE,
+            code,
+            origin: Origin::Proxy,
+            elapsed,
+            error_kind: None,
+        };
+        self.record(&self.live.load(), &finished, Instant::now());
+        tracing::debug!(status = code, "answered a request pingora could not parse");
+    }
+
+    fn conns(&self) -> &crate::limit::ConnLimit {
+        &self.proxy_conns
+    }
+
+    fn settings(&self) -> ConnSettings {
+        let live = self.live.load();
+        let p = &live.config.proxy;
+        ConnSettings {
+            max_connections: p.max_connections,
+            idle_timeout: p.client_idle_timeout,
+            head_timeout: p.client_header_timeout,
+        }
+    }
+}
