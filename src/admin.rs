@@ -28,14 +28,14 @@ use subtle::ConstantTimeEq;
 use crate::metrics;
 use crate::state::Shared;
 
-pub struct AdminApp {
+pub(crate) struct AdminApp {
     shared: &'static Shared,
     /// Size of the last rendering, to size the next buffer in one go.
     last_len: AtomicUsize,
 }
 
 impl AdminApp {
-    pub fn new(shared: &'static Shared) -> AdminApp {
+    pub(crate) fn new(shared: &'static Shared) -> AdminApp {
         AdminApp {
             shared,
             last_len: AtomicUsize::new(4096),
@@ -74,7 +74,7 @@ impl AdminApp {
 
 /// Bind the admin listener. Done before anything else starts, so a busy
 /// port stops start-up with a message naming the key.
-pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -87,7 +87,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serve the admin listener on a thread of its own until the process exits.
-pub fn spawn(shared: &'static Shared, listener: std::net::TcpListener) -> std::io::Result<()> {
+pub(crate) fn spawn(shared: &'static Shared, listener: std::net::TcpListener) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -59,7 +59,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::limit::ConnLimit;
 
 /// What the loop reads and reports: implemented by the process state.
-pub trait ConnSink: Send + Sync + 'static {
+pub(crate) trait ConnSink: Send + Sync + 'static {
     /// Settings for a new connection (read per connection, so a reload
     /// applies to the connections that open after it).
     fn settings(&self) -> ConnSettings;
@@ -72,7 +72,7 @@ pub trait ConnSink: Send + Sync + 'static {
 
 /// Per-connection settings, see the `proxy.client_*` and `max_connections` keys.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnSettings {
+pub(crate) struct ConnSettings {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub head_timeout: Duration,
@@ -80,7 +80,7 @@ pub struct ConnSettings {
 
 /// Per-connection bookkeeping shared by the stream wrapper and the app.
 #[derive(Debug, Default)]
-pub struct ConnState {
+pub(crate) struct ConnState {
     /// Set by `new_ctx`: the current request reached the proxy hooks.
     ctx_created: AtomicBool,
     /// Capture the status of the next response header written.
@@ -134,7 +134,7 @@ async fn head_deadline(state: &ConnState, epoch: Instant, limit: Duration) {
 /// is on the normal, hooked path, so its response is the proxy's to count.
 /// A no-op for a stream this loop did not wrap (h2, tests).
 #[inline]
-pub fn mark_hooked(session: &ServerSession) {
+pub(crate) fn mark_hooked(session: &ServerSession) {
     if let Some(c) = session
         .stream()
         .and_then(|s| s.as_any().downcast_ref::<Counted>())
@@ -144,7 +144,7 @@ pub fn mark_hooked(session: &ServerSession) {
 }
 
 /// A downstream stream that notes the first status line written after arming.
-pub struct Counted {
+pub(crate) struct Counted {
     inner: Stream,
     state: Arc<ConnState>,
     epoch: Instant,
@@ -308,13 +308,13 @@ impl Peek for Counted {
 
 /// The proxy listener's app: pingora's connection loop with the accounting
 /// and defences described in the module doc.
-pub struct ProxyApp<SV> {
+pub(crate) struct ProxyApp<SV> {
     inner: Arc<HttpProxy<SV>>,
     sink: &'static dyn ConnSink,
 }
 
 impl<SV> ProxyApp<SV> {
-    pub fn new(inner: HttpProxy<SV>, sink: &'static dyn ConnSink) -> ProxyApp<SV> {
+    pub(crate) fn new(inner: HttpProxy<SV>, sink: &'static dyn ConnSink) -> ProxyApp<SV> {
         ProxyApp {
             inner: Arc::new(inner),
             sink,

@@ -5,24 +5,27 @@
 //! Data flows one way: request → [`tenant`] → response → [`tally`] →
 //! [`detect`] → [`metrics`] exposition on the [`admin`] listener.
 
-pub mod admin;
-pub mod catalog;
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+mod admin;
+mod catalog;
 pub mod config;
-pub mod conn;
+mod conn;
 pub mod demo;
 pub mod detect;
-pub mod limit;
+mod limit;
 pub mod metrics;
-pub mod proxy;
+mod proxy;
 pub mod record;
 pub mod rules;
 pub mod server;
 pub mod state;
 pub mod status;
 pub mod tally;
-pub mod tasks;
+mod tasks;
 pub mod tenant;
-pub mod tls;
+mod tls;
 
 /// The crate version, exported as `statuswatch_build_info{version}`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -27,21 +27,21 @@ use crate::tally::UpstreamErrorKind;
 use crate::tenant::{self, SlotRef};
 
 /// Status counted for a client that left before any response was written.
-pub const CLIENT_CLOSED: u16 = 499;
+pub(crate) const CLIENT_CLOSED: u16 = 499;
 
-pub struct StatusProxy {
+pub(crate) struct StatusProxy {
     shared: &'static Shared,
 }
 
 impl StatusProxy {
-    pub fn new(shared: &'static Shared) -> StatusProxy {
+    pub(crate) fn new(shared: &'static Shared) -> StatusProxy {
         StatusProxy { shared }
     }
 }
 
 /// Per-request state. Dropping it (normally after `logging`, or when the
 /// task is cancelled) ends the request's in-flight accounting.
-pub struct Ctx {
+pub(crate) struct Ctx {
     shared: &'static Shared,
     start: Instant,
     tenant: SlotRef,
@@ -297,7 +297,7 @@ fn is_final(status: http::StatusCode) -> bool {
 }
 
 /// Map a pingora upstream error to our `kind` label.
-pub fn classify(t: &ErrorType) -> UpstreamErrorKind {
+pub(crate) fn classify(t: &ErrorType) -> UpstreamErrorKind {
     match t {
         ErrorType::ConnectRefused => UpstreamErrorKind::ConnectRefused,
         ErrorType::ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
@@ -315,7 +315,7 @@ pub fn classify(t: &ErrorType) -> UpstreamErrorKind {
 }
 
 /// Timeouts answer 504 (Gateway Timeout); every other upstream failure 502.
-pub fn is_timeout(t: &ErrorType) -> bool {
+pub(crate) fn is_timeout(t: &ErrorType) -> bool {
     matches!(
         t,
         ErrorType::ConnectTimedout

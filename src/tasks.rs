@@ -17,7 +17,7 @@ use crate::detect::{Detector, Timing};
 use crate::state::{Live, ReloadResult, Shared};
 
 /// All of them, joined on the control runtime.
-pub struct ControlTask {
+pub(crate) struct ControlTask {
     detector: DetectorTask,
     reload: ReloadTask,
     readiness: ReadinessTask,
@@ -28,7 +28,7 @@ impl ControlTask {
     /// `sources` are re-read on reload; `probe` is the proxy listener's
     /// address, probed for readiness; `release_memory`, see
     /// `server::RunOptions`.
-    pub fn new(
+    pub(crate) fn new(
         shared: &'static Shared,
         sources: Sources,
         probe: SocketAddr,

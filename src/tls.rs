@@ -91,7 +91,7 @@ impl CertKey {
 /// config's). A handshake with no certificate fails, which clients see as a
 /// TLS error: that only happens if the listener exists without one, which
 /// validation prevents.
-pub struct Acceptor<F> {
+pub(crate) struct Acceptor<F> {
     current: F,
 }
 
@@ -99,7 +99,7 @@ impl<F> Acceptor<F>
 where
     F: Fn() -> Option<Arc<CertKey>> + Send + Sync + 'static,
 {
-    pub fn new(current: F) -> Acceptor<F> {
+    pub(crate) fn new(current: F) -> Acceptor<F> {
         Acceptor { current }
     }
 }
