@@ -2,7 +2,11 @@
 //!
 //! Every tenant slot counts responses in a fixed array of cells: one per
 //! IANA-registered status code (plus nginx's 499, which the proxy uses for
-//! clients that leave early) and one "other" cell per class for anything else.
+//! clients that leave early), one "other" cell per class for anything else in
+//! 100..=599, and one out-of-range cell for codes below 100 or above 599
+//! (pingora and `http` accept upstream codes up to 999). Out-of-range codes
+//! have no class: they are exposed as `class="other"` and never count toward
+//! a class signal, since a 999 is not a server error and a 050 is not a 1xx.
 //! Because the layout never depends on configuration, a reload that changes
 //! the catalog or the signals only changes how cells are *read*, never the
 //! counters themselves, so nothing is reset or lost.
@@ -17,20 +21,30 @@ pub const TRACKED: [u16; 63] = [
     500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
 ];
 
-/// Cells per origin: the tracked codes plus one "other" cell per class.
-pub const CELLS: usize = TRACKED.len() + 5;
+/// Cells per origin: the tracked codes, one "other" cell per class, and the
+/// out-of-range cell.
+pub const CELLS: usize = TRACKED.len() + 6;
 
-/// Status codes outside 100..=599 are clamped into this range's classes.
+/// The cell of every code outside [`MIN_CODE`]..=[`MAX_CODE`].
+pub const OUT_OF_RANGE_CELL: usize = TRACKED.len() + 5;
+
+/// Class index of out-of-range codes: one past the five real classes, so
+/// arrays indexed by class (1xx..5xx) must check it.
+pub const OUT_OF_RANGE_CLASS: usize = 5;
+
+/// Label of the out-of-range class in `statuswatch_responses_total`.
+pub const OUT_OF_RANGE_LABEL: &str = "other";
+
+/// The range of codes that have a class; anything else is out of range.
 pub const MIN_CODE: u16 = 100;
 pub const MAX_CODE: u16 = 599;
 
 const fn build_table() -> [u8; 600] {
-    let mut table = [0u8; 600];
-    let mut code = 0usize;
+    let mut table = [OUT_OF_RANGE_CELL as u8; 600];
+    let mut code = MIN_CODE as usize;
     while code < 600 {
-        let class = if code < 100 { 1 } else { code / 100 };
         // "other" cell of the class
-        table[code] = (TRACKED.len() + class - 1) as u8;
+        table[code] = (TRACKED.len() + code / 100 - 1) as u8;
         code += 1;
     }
     let mut i = 0;
@@ -41,31 +55,46 @@ const fn build_table() -> [u8; 600] {
     table
 }
 
+/// Indexed by code; 0..=99 hold the out-of-range cell.
 static CELL_OF: [u8; 600] = build_table();
 
 /// The cell a status code is counted in. Codes outside 100..=599 (which no
-/// conforming peer sends) are counted in the nearest class's "other" cell.
+/// conforming peer sends) share the out-of-range cell.
 #[inline]
 pub fn cell_of(code: u16) -> usize {
-    CELL_OF[clamp(code) as usize] as usize
+    CELL_OF
+        .get(code as usize)
+        .map_or(OUT_OF_RANGE_CELL, |&c| c as usize)
 }
 
-/// Clamp a code into 100..=599 so every code has a class.
+/// Whether a code is within 100..=599, i.e. has a class.
 #[inline]
-pub fn clamp(code: u16) -> u16 {
-    code.clamp(MIN_CODE, MAX_CODE)
+pub fn in_range(code: u16) -> bool {
+    (MIN_CODE..=MAX_CODE).contains(&code)
 }
 
-/// Class index 0..=4 (1xx..5xx) of a code.
+/// Class index 0..=4 (1xx..5xx) of a code, or [`OUT_OF_RANGE_CLASS`].
 #[inline]
 pub fn class_index(code: u16) -> usize {
-    (clamp(code) / 100 - 1) as usize
+    if in_range(code) {
+        (code / 100 - 1) as usize
+    } else {
+        OUT_OF_RANGE_CLASS
+    }
 }
 
 /// Class label ("1xx".."5xx") by class index.
 pub const CLASS_LABELS: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// Class index of a cell.
+/// Label of a class index: "1xx".."5xx", or "other" for [`OUT_OF_RANGE_CLASS`].
+pub fn class_label(class: usize) -> &'static str {
+    CLASS_LABELS
+        .get(class)
+        .copied()
+        .unwrap_or(OUT_OF_RANGE_LABEL)
+}
+
+/// Class index of a cell ([`OUT_OF_RANGE_CLASS`] for the out-of-range cell).
 pub fn cell_class(cell: usize) -> usize {
     if cell < TRACKED.len() {
         class_index(TRACKED[cell])
@@ -126,9 +155,23 @@ mod tests {
         assert_eq!(cell_of(299), TRACKED.len() + 1);
         assert_eq!(cell_class(cell_of(299)), 1);
         assert_eq!(cell_of(599), TRACKED.len() + 4);
-        assert_eq!(cell_of(0), cell_of(100));
-        assert_eq!(cell_of(999), TRACKED.len() + 4);
+        assert_eq!(cell_class(cell_of(599)), 4);
         assert_eq!(cell_code(cell_of(599)), None);
+    }
+
+    #[test]
+    fn out_of_range_codes_share_their_own_cell() {
+        for code in [0, 1, 99, 600, 700, 999, u16::MAX] {
+            assert_eq!(cell_of(code), OUT_OF_RANGE_CELL, "{code}");
+            assert_eq!(class_index(code), OUT_OF_RANGE_CLASS, "{code}");
+        }
+        assert_eq!(OUT_OF_RANGE_CELL, CELLS - 1);
+        assert_ne!(cell_of(0), cell_of(100));
+        assert_ne!(cell_of(999), cell_of(599));
+        assert_eq!(cell_class(OUT_OF_RANGE_CELL), OUT_OF_RANGE_CLASS);
+        assert_eq!(cell_code(OUT_OF_RANGE_CELL), None);
+        assert_eq!(class_label(OUT_OF_RANGE_CLASS), "other");
+        assert_eq!(class_label(class_index(100)), "1xx");
     }
 
     #[test]

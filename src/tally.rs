@@ -233,10 +233,14 @@ pub struct HistogramSnapshot {
     pub sum_seconds: f64,
 }
 
+/// Undocumented-code counters: one per code in 100..=599, one for the rest.
+const UNDOCUMENTED_SLOTS: usize = (status::MAX_CODE - status::MIN_CODE) as usize + 2;
+
 /// Process-wide counters.
 pub struct Global {
     shards: Box<[Shard]>,
-    /// Real code of every undocumented response, 100..=599.
+    /// Real code of every undocumented response, 100..=599, then one
+    /// counter for every out-of-range code (so the series stay bounded).
     undocumented: Box<[AtomicU64]>,
     upstream_errors: [AtomicU64; 6],
     suspensions_total: AtomicU64,
@@ -246,7 +250,7 @@ impl Default for Global {
     fn default() -> Self {
         Global {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            undocumented: (0..500).map(|_| AtomicU64::new(0)).collect(),
+            undocumented: (0..UNDOCUMENTED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             upstream_errors: Default::default(),
             suspensions_total: AtomicU64::new(0),
         }
@@ -264,9 +268,16 @@ impl Global {
         self.shards[shard_index()].in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// Record one request's duration in the histogram.
+    /// Record one request's duration in the histogram. Out-of-range codes
+    /// ([`status::OUT_OF_RANGE_CLASS`]) are not recorded: the histogram's
+    /// `class` label keeps its five values, and such codes are rare enough
+    /// that their latency is not worth a series of its own (the per-tenant
+    /// histogram still counts them).
     #[inline]
     pub fn observe(&self, class: usize, origin: Origin, elapsed: Duration) {
+        if class >= status::OUT_OF_RANGE_CLASS {
+            return;
+        }
         let shard = &self.shards[shard_index()];
         let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
         let bucket = BUCKET_NANOS
@@ -306,15 +317,24 @@ impl Global {
 
     #[inline]
     pub fn undocumented(&self, code: u16) {
-        self.undocumented[(status::clamp(code) - 100) as usize].fetch_add(1, Relaxed);
+        let i = if status::in_range(code) {
+            (code - status::MIN_CODE) as usize
+        } else {
+            UNDOCUMENTED_SLOTS - 1
+        };
+        self.undocumented[i].fetch_add(1, Relaxed);
     }
 
-    /// Non-zero undocumented counts by real code.
-    pub fn undocumented_counts(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+    /// Non-zero undocumented counts by real code; `None` stands for every
+    /// code outside 100..=599 together.
+    pub fn undocumented_counts(&self) -> impl Iterator<Item = (Option<u16>, u64)> + '_ {
         self.undocumented
             .iter()
             .enumerate()
-            .map(|(i, c)| (i as u16 + 100, c.load(Relaxed)))
+            .map(|(i, c)| {
+                let code = (i < UNDOCUMENTED_SLOTS - 1).then_some(i as u16 + status::MIN_CODE);
+                (code, c.load(Relaxed))
+            })
             .filter(|(_, n)| *n > 0)
     }
 
@@ -411,6 +431,13 @@ mod tests {
         assert_eq!(h.cumulative[DURATION_BUCKETS.len() - 1], 2); // 60s is only in +Inf
         assert!((h.sum_seconds - 60.0205).abs() < 1e-6);
         assert_eq!(g.histogram(4, Origin::Proxy).count, 0);
+        // out-of-range codes are not in the class histogram
+        g.observe(
+            status::class_index(999),
+            Origin::Upstream,
+            Duration::from_millis(1),
+        );
+        assert_eq!(g.histogram(1, Origin::Upstream).count, 3);
     }
 
     #[test]
@@ -438,7 +465,9 @@ mod tests {
         g.undocumented(429);
         g.undocumented(429);
         g.undocumented(504);
+        g.undocumented(700);
+        g.undocumented(99);
         let v: Vec<_> = g.undocumented_counts().collect();
-        assert_eq!(v, vec![(429, 2), (504, 1)]);
+        assert_eq!(v, vec![(Some(429), 2), (Some(504), 1), (None, 2)]);
     }
 }

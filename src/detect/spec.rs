@@ -1,0 +1,293 @@
+//! Signal specs: the `[signals.NAME]` config validated into the cells a
+//! signal counts and its thresholds, and the spike decision itself
+//! ([`SignalSpec::judge`]), which the Prometheus rules reproduce. Separate
+//! from the detector's bookkeeping so both engines share one definition.
+
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::status::{self, CELLS};
+
+/// A named set of status cells and its thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalSpec {
+    pub name: String,
+    pub cells: Vec<usize>,
+    /// The configured codes (sorted, deduplicated), for the Prometheus rules.
+    pub codes: Vec<u16>,
+    /// The configured classes, normalised ("5xx"), for the Prometheus rules.
+    pub classes: Vec<String>,
+    /// Lower bound of the expected share `p0`.
+    pub floor: f64,
+    /// Effect size: the window's share must be at least `factor × p0`.
+    pub factor: f64,
+    /// Requests the baseline must hold before the series is judged.
+    pub min_requests: u64,
+    /// Events the window must hold.
+    pub min_events: u64,
+    /// Bound on the per-window probability of a steady series being judged a spike.
+    pub significance: f64,
+    pub clear_after: Duration,
+    /// Severity of the fleet-wide alert in the Prometheus rules.
+    pub severity: String,
+}
+
+/// Alert severities (kube-prometheus-stack's convention).
+pub const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
+
+/// Largest expected share used: keeps `ln(1 − p0)` finite.
+pub const P0_MAX: f64 = 0.999_999;
+
+/// `n · KL(k/n ‖ p0)`: the Chernoff–Hoeffding exponent of the binomial upper
+/// tail, `P(X ≥ k | X ~ Bin(n, p0)) ≤ exp(−surprise)`. Zero when `k/n ≤ p0`.
+/// The shares are clamped to `[1e-9, 1 − 1e-9]` exactly as the Prometheus
+/// rules do, so both engines compute the same number.
+pub fn surprise(n: f64, k: f64, p0: f64) -> f64 {
+    if !(n > 0.0 && k > 0.0) {
+        return 0.0;
+    }
+    let p0 = p0.clamp(1e-9, P0_MAX);
+    let q = (k / n).clamp(1e-9, 1.0 - 1e-9);
+    if q <= p0 {
+        return 0.0;
+    }
+    n * (q * (q / p0).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p0)).ln())
+}
+
+impl SignalSpec {
+    /// `ln(1/significance)`: the surprise a spike needs.
+    pub fn surprise_threshold(&self) -> f64 {
+        -self.significance.ln()
+    }
+
+    /// The expected share for a baseline share `baseline`.
+    pub fn expected_share(&self, baseline: f64) -> f64 {
+        baseline.max(self.floor).min(P0_MAX)
+    }
+
+    /// The spike decision (module doc): `n` requests and `k` events in the
+    /// window, a baseline of `base_requests` requests with share `baseline`.
+    pub fn judge(&self, n: f64, k: f64, base_requests: f64, baseline: f64) -> bool {
+        // A baseline holding fewer requests than the window it is compared with
+        // (just started, or a tenant far above its usual volume) is too noisy to judge by.
+        if base_requests < (self.min_requests as f64).max(n)
+            || k < self.min_events as f64
+            || n <= 0.0
+        {
+            return false;
+        }
+        let p0 = self.expected_share(baseline);
+        k / n >= self.factor * p0 && surprise(n, k, p0) >= self.surprise_threshold()
+    }
+
+    /// Every enabled signal of a config, validated; errors name the key.
+    pub fn all_from_config(cfg: &Config) -> Result<Vec<SignalSpec>, ConfigError> {
+        let d = &cfg.detector;
+        let mut out = Vec::new();
+        for (name, s) in &cfg.signals {
+            let key = |k: &str| format!("signals.{name}.{k}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(ConfigError::invalid(
+                    format!("signals.{name}"),
+                    "signal names may use only letters, digits, '_' and '-'",
+                ));
+            }
+            if !s.enabled {
+                continue;
+            }
+            let mut member = [false; CELLS];
+            for (i, code) in s.codes.iter().enumerate() {
+                if !status::is_tracked(*code) {
+                    return Err(ConfigError::invalid(
+                        format!("signals.{name}.codes[{i}]"),
+                        format!(
+                            "{code} is not an IANA-registered status code; name its class instead (e.g. \"5xx\")"
+                        ),
+                    ));
+                }
+                member[status::cell_of(*code)] = true;
+            }
+            let mut classes = Vec::new();
+            for (i, class) in s.classes.iter().enumerate() {
+                let c = status::parse_class(class).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("signals.{name}.classes[{i}]"),
+                        format!("expected one of \"1xx\"..\"5xx\", got {class:?}"),
+                    )
+                })?;
+                let label = class.to_ascii_lowercase();
+                if !classes.contains(&label) {
+                    classes.push(label);
+                }
+                for (cell, m) in member.iter_mut().enumerate() {
+                    if status::cell_class(cell) == c {
+                        *m = true;
+                    }
+                }
+            }
+            let cells: Vec<usize> = (0..CELLS).filter(|c| member[*c]).collect();
+            if cells.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("codes"),
+                    "a signal needs at least one code or class",
+                ));
+            }
+            let mut codes = s.codes.clone();
+            codes.sort_unstable();
+            codes.dedup();
+            let spec = SignalSpec {
+                name: name.clone(),
+                cells,
+                codes,
+                classes,
+                floor: s.floor.unwrap_or(d.floor),
+                factor: s.factor.unwrap_or(d.factor),
+                min_requests: s.min_requests.unwrap_or(d.min_requests),
+                min_events: s.min_events.unwrap_or(d.min_events),
+                significance: s.significance.unwrap_or(d.significance),
+                clear_after: s.clear_after.unwrap_or(d.clear_after),
+                severity: s.severity.clone().unwrap_or_else(|| "warning".into()),
+            };
+            if !SEVERITIES.contains(&spec.severity.as_str()) {
+                return Err(ConfigError::invalid(
+                    key("severity"),
+                    format!(
+                        "expected \"critical\", \"warning\" or \"info\", got {:?}",
+                        spec.severity
+                    ),
+                ));
+            }
+            // Errors name the key that set the value: the signal's own, or [detector]'s.
+            let which = |k: &str, own: bool| {
+                if own {
+                    key(k)
+                } else {
+                    format!("detector.{k}")
+                }
+            };
+            if !(spec.floor > 0.0 && spec.floor < 1.0) {
+                return Err(ConfigError::invalid(
+                    which("floor", s.floor.is_some()),
+                    "must be within (0, 1)",
+                ));
+            }
+            if !(spec.factor >= 1.0 && spec.factor.is_finite()) {
+                return Err(ConfigError::invalid(
+                    which("factor", s.factor.is_some()),
+                    "must be a finite number >= 1",
+                ));
+            }
+            if spec.min_events == 0 {
+                return Err(ConfigError::invalid(
+                    which("min_events", s.min_events.is_some()),
+                    "must be at least 1",
+                ));
+            }
+            if !(spec.significance > 0.0 && spec.significance < 0.5) {
+                return Err(ConfigError::invalid(
+                    which("significance", s.significance.is_some()),
+                    "must be within (0, 0.5), e.g. 1e-7",
+                ));
+            }
+            out.push(spec);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_from_config_validate() {
+        let mut cfg = Config::defaults().unwrap();
+        let sig = SignalSpec::all_from_config(&cfg).unwrap();
+        assert_eq!(sig.len(), 2);
+        let five = sig.iter().find(|s| s.name == "5xx").unwrap();
+        assert!(five.cells.contains(&status::cell_of(502)));
+        assert!(five.cells.contains(&status::cell_of(599)));
+        assert!(!five.cells.contains(&status::cell_of(451)));
+        cfg.signals.insert(
+            "weird".into(),
+            crate::config::SignalConfig {
+                enabled: true,
+                codes: vec![299],
+                ..Default::default()
+            },
+        );
+        let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("signals.weird.codes[0]"), "{e}");
+    }
+
+    fn spec() -> SignalSpec {
+        SignalSpec::all_from_config(&Config::defaults().unwrap())
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "5xx")
+            .unwrap()
+    }
+
+    #[test]
+    fn surprise_is_the_binomial_kl_exponent_and_bounds_the_tail() {
+        // by hand: n=60, k=12, p0=0.02
+        let q: f64 = 0.2;
+        let want = 60.0 * (q * (q / 0.02).ln() + (1.0 - q) * ((1.0 - q) / 0.98).ln());
+        assert!((surprise(60.0, 12.0, 0.02) - want).abs() < 1e-9);
+        assert_eq!(surprise(60.0, 1.0, 0.02), 0.0, "k/n <= p0 is no surprise");
+        assert_eq!(surprise(0.0, 0.0, 0.02), 0.0);
+        assert!(surprise(10.0, 10.0, 0.01).is_finite());
+        // exp(-surprise) >= the exact binomial tail P(X >= k), for a grid of n, p0, k
+        let tail = |n: u64, p: f64, k: u64| -> f64 {
+            let mut t = 0.0;
+            let mut lc = 0.0f64; // ln C(n, j)
+            for j in 0..=n {
+                if j > 0 {
+                    lc += ((n - j + 1) as f64).ln() - (j as f64).ln();
+                }
+                if j >= k {
+                    t += (lc + j as f64 * p.ln() + (n - j) as f64 * (1.0 - p).ln()).exp();
+                }
+            }
+            t
+        };
+        for n in [1u64, 3, 10, 14, 60, 200, 1000] {
+            for p0 in [0.01, 0.02, 0.05, 0.3, 0.7] {
+                for k in 1..=n {
+                    if (k as f64) / (n as f64) <= p0 {
+                        continue;
+                    }
+                    let bound = (-surprise(n as f64, k as f64, p0)).exp();
+                    let exact = tail(n, p0, k);
+                    assert!(
+                        bound >= exact * (1.0 - 1e-9),
+                        "n={n} p0={p0} k={k}: {bound} < {exact}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_samples_are_judged_by_their_size() {
+        let s = spec();
+        // the normal approximation's trap: n=10, p0=0.02, k=3 (z = 6.3, P = 0.001)
+        assert!(!s.judge(10.0, 3.0, 1e4, 0.02));
+        // no baseline of its own yet: not judged
+        assert!(!s.judge(60.0, 40.0, 5.0, 0.0));
+        // a baseline smaller than the window (one 5 s bucket after start-up) is not trusted
+        assert!(!s.judge(2750.0, 90.0, 250.0, 0.008));
+        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008));
+        // a huge tenant's tiny significant rise: 2.0% -> 2.5% is no spike (effect size)
+        assert!(surprise(1e6, 25_000.0, 0.02) > s.surprise_threshold());
+        assert!(!s.judge(1e6, 25_000.0, 1e7, 0.02));
+        // a chronically failing tenant (30 %) having a bad minute (8 of 20)
+        assert!(!s.judge(20.0, 8.0, 1e4, 0.3));
+        // a clear incident of a 1 req/s tenant: 40 % of 60
+        assert!(s.judge(60.0, 24.0, 3600.0, 0.02));
+    }
+}
