@@ -87,7 +87,10 @@ pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serve the admin listener on a thread of its own until the process exits.
-pub(crate) fn spawn(shared: &'static Shared, listener: std::net::TcpListener) -> std::io::Result<()> {
+pub(crate) fn spawn(
+    shared: &'static Shared,
+    listener: std::net::TcpListener,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,8 +2,21 @@
 //! documented status code, tenant and origin, detects spikes of 5xx errors and
 //! 451 suspensions, and exposes both as Prometheus metrics.
 //!
-//! Data flows one way: request → [`tenant`] → response → [`tally`] →
-//! [`detect`] → [`metrics`] exposition on the [`admin`] listener.
+//! Data flows one way, and the module graph has no cycles:
+//!
+//! ```text
+//! request ─▶ conn (connection loop) ─▶ proxy (pingora hooks) ─▶ tenant (who)
+//!        ─▶ record (one finished response) ─▶ tally (counters)
+//!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics)
+//! ```
+//!
+//! [`config`] is a leaf that only parses and checks plain settings;
+//! [`state::Live::build`] turns a config into everything the request path
+//! reads (tenant rules, `catalog`, signals, upstream address, TLS
+//! certificate), once per start, `check` and reload; [`state::Shared`] holds
+//! it beside the tallies. [`server`] wires the pingora services, `tasks`
+//! runs the control thread's background work, [`rules`] generates the
+//! Prometheus rules and [`demo`] the bundled demo API.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
