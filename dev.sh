@@ -11,33 +11,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT="$(pwd)"
 
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "dev.sh: need root (or sudo) to install: $*" >&2; return 1; fi
-}
-
-APT_UPDATED=0
-apt_install() {
-  local missing=()
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$APT_UPDATED" = 0 ]; then
-    as_root apt-get update -qq
-    APT_UPDATED=1
-  fi
-  echo "dev.sh: installing ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+LOG_TAG=dev.sh
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 setup_build() {
   # pingora-core always builds zlib-ng (cmake); the upstream TLS backend is openssl.
   apt_install cmake pkg-config libssl-dev gcc g++ make ca-certificates
-  if ! command -v cargo >/dev/null; then
-    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-  fi
-  command -v cargo >/dev/null || { echo "dev.sh: no Rust toolchain (cargo) found; install rustup first" >&2; exit 1; }
+  ensure_cargo || exit 1
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 }
 
@@ -107,5 +88,6 @@ case "${1:-}" in
   demo) shift; cmd_demo "$@" ;;
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) echo "usage: ./dev.sh demo|test|bench" >&2; exit 2 ;;
+  help|-h|--help) sed -n '2,9p' "$ROOT/dev.sh" | sed 's/^# \{0,1\}//' ;;
+  *) echo "usage: ./dev.sh demo|test|bench|help" >&2; exit 2 ;;
 esac

@@ -85,7 +85,8 @@ w("## Machine")
 w("")
 for k, label in [("nproc", "nproc"), ("cpu", "CPU model (/proc/cpuinfo)"), ("kernel", "kernel"), ("os", "OS"),
                  ("versions", "versions"), ("layout", "layout"), ("upstream", "upstream"),
-                 ("settings", "settings"), ("latency_tool", "fixed-rate tool"),
+                 ("settings", "settings"), ("latency_tool", "fixed-rate tool"), ("nginx_lua", "nginx-lua"),
+                 ("tally/nginx-lua", "nginx-lua tally dict after its runs"),
                  ("loadavg_start", "load average at start"), ("loadavg_end", "load average at end"),
                  ("noise", "noise")]:
     if k in info:
@@ -93,7 +94,9 @@ for k, label in [("nproc", "nproc"), ("cpu", "CPU model (/proc/cpuinfo)"), ("ker
 w("")
 w("Every proxy runs 1 worker/thread with access logs off, and keeps upstream connections alive "
   "(statuswatch/bare pingora: pool 128; nginx: `keepalive 128`, `proxy_http_version 1.1`, `Connection \"\"`; "
-  "HAProxy: `http-reuse always`). Load: wrk, 1 thread, "
+  "HAProxy: `http-reuse always`). **nginx-lua** is the same nginx plus an OpenResty-style per-tenant tally "
+  "(`lua_shared_dict` counters keyed by `tenant status`, `incr` in `log_by_lua_block`): the usual do-it-yourself "
+  "alternative to statuswatch's per-tenant counters. Load: wrk, 1 thread, "
   f"{info.get('settings', '').split('connections=')[-1].split()[0] if 'connections=' in info.get('settings', '') else '64'} "
   "connections, tenant header `X-Tenant-Name` drawn from a Zipf(s=1) distribution over N tenants "
   "(peers get the 10,000-tenant mix too). **CPU-µs/req** = proxy utime+stime delta (/proc/PID/stat, all "
@@ -125,8 +128,8 @@ for wl in workloads:
 # ratios
 w("## Ratios (CPU-µs per request; req/s vs direct)")
 w("")
-w("| statuswatch | workload | vs bare pingora (A) | vs bare pingora (B) | vs nginx | vs HAProxy | req/s vs direct |")
-w("|---|---|---:|---:|---:|---:|---:|")
+w("| statuswatch | workload | vs bare pingora (A) | vs bare pingora (B) | vs nginx | vs nginx+Lua | vs HAProxy | req/s vs direct |")
+w("|---|---|---:|---:|---:|---:|---:|---:|")
 for t in targets:
     if not t.startswith("statuswatch"):
         continue
@@ -139,7 +142,7 @@ for t in targets:
             if not p or not p[key]:
                 return "–"
             return f"{c[key] / p[key]:.3f}"
-        w(f"| {t} | {wl} | {ratio('bare-A')} | {ratio('bare-B')} | {ratio('nginx')} | {ratio('haproxy')} | {ratio('direct', 'rps')} |")
+        w(f"| {t} | {wl} | {ratio('bare-A')} | {ratio('bare-B')} | {ratio('nginx')} | {ratio('nginx-lua')} | {ratio('haproxy')} | {ratio('direct', 'rps')} |")
 a, b = cell("bare-A", "keepalive"), cell("bare-B", "keepalive")
 if a and b and a["cpu"] and b["cpu"]:
     w("")

@@ -8,8 +8,11 @@
 #
 # Targets: direct (load generator -> upstream), statuswatch (default config, threads=1)
 # with 1/100/1,000/10,000 Zipf-distributed tenants, bare pingora (examples/bare_proxy.rs,
-# run twice as an A/A noise check), nginx proxy_pass with upstream keepalive, HAProxy
-# http mode with keepalive. Every proxy gets 1 worker/thread and no access log.
+# run twice as an A/A noise check), nginx proxy_pass with upstream keepalive, nginx-lua
+# (the same nginx plus an OpenResty-style per-tenant tally: Debian's libnginx-mod-http-lua,
+# lua_shared_dict counters keyed by "tenant status", incr in log_by_lua_block; skipped when
+# the module cannot be installed), HAProxy http mode with keepalive. Every proxy gets
+# 1 worker/thread and no access log.
 # Layout: the proxy under test is pinned to CPU 0; the load generator and the upstream
 # (nginx, fixed ~1 KB JSON, status chosen by path /status/NNN) share CPU 1.
 # Primary efficiency figure: proxy CPU time per request = utime+stime delta of the proxy's
@@ -22,11 +25,14 @@ ulimit -n 65536 2>/dev/null || true
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+LOG_TAG=bench
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"   # log, as_root, apt_install, ensure_cargo, free_port, wait_port
 SMOKE=0
 for a in "$@"; do
   case "$a" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n 2,20p "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n 2,22p "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown argument $a" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +59,6 @@ INFO_TSV="$OUT/info.tsv"
 printf 'target\tworkload\trun\trps\trequests\terrors\tstatus_non2xx\tcpu_us_per_req\tcpu_util\tp50_us\tp99_us\tp999_us\n' >"$RESULTS_TSV"
 printf 'target\trate\ttool\tp50_us\tp99_us\tp999_us\trequests\terrors\tscrape\n' >"$LAT_TSV"
 printf 'key\tvalue\n' >"$INFO_TSV"
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 info() { printf '%s\t%s\n' "$1" "$2" >>"$INFO_TSV"; }
 
 # ---------------------------------------------------------------- processes
@@ -71,44 +76,18 @@ trap 'exit 130' INT TERM
 
 # stop PID: TERM, wait up to 3 s, then KILL (the process was started by us)
 stop() {
-  local p="$1" i
+  local p="$1" _
   kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-  local port="$1" i
-  for i in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  log "nothing listening on 127.0.0.1:$port"; return 1
-}
-
 # ---------------------------------------------------------------- tools
-as_root() {
-  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "run.sh: need root (or sudo) to install: $*" >&2; return 1; fi
-}
-apt_install() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]} (apt)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 apt_install wrk nginx haproxy util-linux procps python3 curl
-[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-command -v cargo >/dev/null || { echo "run.sh: cargo not found" >&2; exit 1; }
+# nginx-lua peer: optional, the run goes on without it
+apt_install libnginx-mod-http-lua || log "could not install libnginx-mod-http-lua; target nginx-lua will be skipped"
+ensure_cargo || exit 1
 
 OHA=""
 if [ "${BENCH_NO_OHA:-0}" != 1 ]; then
@@ -123,8 +102,11 @@ if [ "${BENCH_NO_OHA:-0}" != 1 ]; then
     fi
   fi
 fi
-[ -n "$OHA" ] && info latency_tool "oha $("$OHA" --version | awk '{print $2}') -q RATE --latency-correction -c $LAT_CONNS" \
-  || info latency_tool "wrk paced with delay() (closed loop, no coordinated-omission correction; oha unavailable)"
+if [ -n "$OHA" ]; then
+  info latency_tool "oha $("$OHA" --version | awk '{print $2}') -q RATE --latency-correction -c $LAT_CONNS"
+else
+  info latency_tool "wrk paced with delay() (closed loop, no coordinated-omission correction; oha unavailable)"
+fi
 
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy >"$OUT/build.log" 2>&1) \
@@ -134,6 +116,13 @@ BARE="$ROOT/target/release/examples/bare_proxy"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 LUA="$HERE/traffic.lua"
+NGX_LUA_LOAD=""   # load_module lines for the nginx-lua target; empty = module missing, target skipped
+for d in /usr/lib/nginx/modules /usr/share/nginx/modules; do
+  if [ -f "$d/ndk_http_module.so" ] && [ -f "$d/ngx_http_lua_module.so" ]; then
+    NGX_LUA_LOAD="load_module $d/ndk_http_module.so; load_module $d/ngx_http_lua_module.so;"
+    break
+  fi
+done
 TCK="$(getconf CLK_TCK)"
 
 NCPU="$(nproc)"
@@ -172,6 +161,55 @@ wait_port "$UP_PORT"
 info upstream "nginx, 1 worker, ~$(curl -s "http://127.0.0.1:$UP_PORT/status/200" | wc -c || true)-byte JSON, keepalive"
 
 # ---------------------------------------------------------------- targets
+# nginx_proxy_conf nginx|nginx-lua PORT -> the proxy's nginx.conf on stdout. nginx-lua is the
+# same proxy plus a per-tenant tally as OpenResty users write it: a shared dict of counters
+# keyed by "tenant status", incremented after each response; GET /__tally reports it.
+nginx_proxy_conf() {
+  local name="$1" port="$2" load="" dict="" tally="" tally_loc=""
+  if [ "$name" = nginx-lua ]; then
+    load="$NGX_LUA_LOAD"
+    dict="lua_shared_dict tally 64m;"
+    tally='log_by_lua_block { ngx.shared.tally:incr((ngx.var.http_x_tenant_name or "-") .. " " .. ngx.var.status, 1, 0) }'
+    tally_loc='location = /__tally { content_by_lua_block {
+      local d = ngx.shared.tally
+      local keys = d:get_keys(0)
+      local n = 0
+      for _, k in ipairs(keys) do n = n + (d:get(k) or 0) end
+      ngx.say("keys=", #keys, " requests=", n)
+    } }'
+  fi
+  cat <<NGX
+$load
+worker_processes 1; pid $WORK/px.pid; error_log $WORK/px-error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path $WORK/px/body; proxy_temp_path $WORK/px/proxy; fastcgi_temp_path $WORK/px/fcgi;
+  uwsgi_temp_path $WORK/px/uwsgi; scgi_temp_path $WORK/px/scgi;
+  $dict
+  upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 10000000; keepalive_timeout 300s; }
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; $tally }
+    $tally_loc
+  }
+}
+NGX
+}
+
+# The nginx-lua target runs only if its config loads (module present and working).
+if [ -n "$NGX_LUA_LOAD" ]; then
+  mkdir -p "$WORK/px"
+  nginx_proxy_conf nginx-lua "$(free_port)" >"$WORK/px-lua-check.conf"
+  if "$NGINX" -t -q -e "$WORK/px-error.log" -p "$WORK/px" -c "$WORK/px-lua-check.conf" >"$OUT/nginx-lua-check.log" 2>&1; then
+    info nginx_lua "libnginx-mod-http-lua $(dpkg-query -W -f='${Version}' libnginx-mod-http-lua 2>/dev/null || echo '?'), lua_shared_dict tally 64m, incr in log_by_lua_block"
+  else
+    log "nginx with the Lua module does not load its config (see $OUT/nginx-lua-check.log); target nginx-lua skipped"
+    NGX_LUA_LOAD=""
+  fi
+fi
+[ -n "$NGX_LUA_LOAD" ] || info nginx_lua "skipped: libnginx-mod-http-lua not available"
+
 # start_target NAME -> sets T_PID (pids to account CPU for: T_PIDS), T_PORT, T_ADMIN
 T_PID=""; T_PIDS=""; T_PORT=""; T_ADMIN=""
 start_target() {
@@ -200,22 +238,9 @@ TOML
       taskset -c "$PROXY_CPU" "$BARE" --listen "127.0.0.1:$T_PORT" --upstream "127.0.0.1:$UP_PORT" --threads 1 \
         >"$OUT/$name.log" 2>&1 &
       T_PID=$! ;;
-    nginx)
+    nginx|nginx-lua)
+      nginx_proxy_conf "$name" "$T_PORT" >"$WORK/px.conf"
       mkdir -p "$WORK/px"
-      cat >"$WORK/px.conf" <<NGX
-worker_processes 1; pid $WORK/px.pid; error_log $WORK/px-error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  client_body_temp_path $WORK/px/body; proxy_temp_path $WORK/px/proxy; fastcgi_temp_path $WORK/px/fcgi;
-  uwsgi_temp_path $WORK/px/uwsgi; scgi_temp_path $WORK/px/scgi;
-  upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; keepalive_requests 10000000; keepalive_timeout 300s; }
-  server {
-    listen 127.0.0.1:$T_PORT backlog=4096;
-    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-NGX
       taskset -c "$PROXY_CPU" "$NGINX" -e "$WORK/px-error.log" -p "$WORK/px" -c "$WORK/px.conf" -g 'daemon off;' \
         >"$OUT/$name.log" 2>&1 &
       T_PID=$! ;;
@@ -329,7 +354,9 @@ PEER_TENANTS=$MAX_TENANTS   # peers get the same Zipf X-Tenant-Name header as st
 log "pass 1: saturation (runs=$RUNS x ${DUR}s, warm-up ${WARM}s, $CONNS connections)"
 TARGETS=(direct)
 for n in "${TENANT_COUNTS[@]}"; do TARGETS+=("statuswatch-$n"); done
-TARGETS+=(bare-A bare-B nginx haproxy)
+TARGETS+=(bare-A bare-B nginx)
+[ -n "$NGX_LUA_LOAD" ] && TARGETS+=(nginx-lua)
+TARGETS+=(haproxy)
 for target in "${TARGETS[@]}"; do
   start_target "$target"
   sleep 0.3
@@ -351,6 +378,11 @@ for target in "${TARGETS[@]}"; do
     record_mem "$target" loaded
     [ -n "$T_ADMIN" ] && info "tenants_tracked_end/$target" \
       "$(curl -s "http://127.0.0.1:$T_ADMIN/metrics" | awk '$1 == "statuswatch_tenants_tracked" {print $2}' || true)"
+    if [ "$target" = nginx-lua ]; then
+      tally="$(curl -s "http://127.0.0.1:$T_PORT/__tally" || true)"
+      log "nginx-lua tally dict after its runs: ${tally:-no answer}"
+      info "tally/nginx-lua" "${tally:-none}"
+    fi
     stop "$T_PID"
   fi
 done
@@ -440,17 +472,26 @@ info loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 RESULTS_MD="${BENCH_RESULTS:-}"
 if [ -z "$RESULTS_MD" ] && [ "$SMOKE" = 0 ]; then RESULTS_MD="$HERE/RESULTS.md"; fi
 python3 "$HERE/report.py" "$OUT" "${RESULTS_MD:-$OUT/RESULTS.md}"
-[ -n "$RESULTS_MD" ] && cp "$RESULTS_MD" "$OUT/RESULTS.md" 2>/dev/null || true
+if [ -n "$RESULTS_MD" ]; then cp "$RESULTS_MD" "$OUT/RESULTS.md" 2>/dev/null || true; fi
 log "raw data in $OUT; report in ${RESULTS_MD:-$OUT/RESULTS.md}"
 
-# every target must have served traffic
-python3 - "$RESULTS_TSV" "$LAT_TSV" <<'PY'
-import csv, sys
+# every target must have served traffic; nginx-lua's tally must have counted at least the
+# requests of its measured runs (it also counts warm-ups)
+python3 - "$RESULTS_TSV" "$LAT_TSV" "$INFO_TSV" <<'PY'
+import csv, re, sys
 bad = []
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 for t in sorted({r["target"] for r in rows}):
     if not any(int(r["requests"] or 0) > 0 for r in rows if r["target"] == t):
         bad.append(t)
+info = {r["key"]: r["value"] for r in csv.DictReader(open(sys.argv[3]), delimiter="\t")}
+if any(r["target"] == "nginx-lua" for r in rows):
+    m = re.search(r"requests=(\d+)", info.get("tally/nginx-lua", ""))
+    sent = sum(int(r["requests"] or 0) for r in rows if r["target"] == "nginx-lua")
+    tallied = int(m.group(1)) if m else 0
+    print(f"bench: nginx-lua tally {info.get('tally/nginx-lua')} for {sent} requests in its measured runs")
+    if tallied < sent or tallied == 0:
+        bad.append(f"nginx-lua tally ({tallied} < {sent})")
 lat = list(csv.DictReader(open(sys.argv[2]), delimiter="\t"))
 for r in lat:
     if int(r["requests"] or 0) == 0:

@@ -352,15 +352,7 @@ fn websocket_upgrade_is_counted_once_as_101() {
     });
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "ws"),
-                ("code", "undocumented"),
-                ("class", "1xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("ws", "undocumented", "1xx", "upstream"),
         Some(1.0),
         "{}",
         m.text

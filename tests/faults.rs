@@ -21,18 +21,6 @@ const ERRS: &str = "statuswatch_upstream_errors_total";
 /// down) tolerated above the baseline once everything is idle.
 const FD_MARGIN: usize = 4;
 
-fn resp(m: &Metrics, tenant: &str, code: &str, class: &str, origin: &str) -> f64 {
-    m.val(
-        RESP,
-        &[
-            ("tenant", tenant),
-            ("code", code),
-            ("class", class),
-            ("origin", origin),
-        ],
-    )
-}
-
 /// Metrics once `total` responses are tallied. The client can read a
 /// proxy-made answer a moment before pingora runs `logging` (which tallies
 /// it), so an immediate scrape may lag by one; wait (bounded) for the total.
@@ -158,7 +146,8 @@ fn connect_timeout_is_504_from_the_proxy() {
     }
     let m = settled(&sw, 2.0);
     assert_eq!(
-        resp(&m, "inkhouse", "undocumented", "5xx", "proxy"),
+        m.responses("inkhouse", "undocumented", "5xx", "proxy")
+            .unwrap_or(0.0),
         2.0,
         "{}\n{}",
         m.text,
@@ -195,12 +184,17 @@ fn upstream_reset_before_answer_is_502_reset() {
     }
     let m = settled(&sw, 9.0);
     assert_eq!(
-        resp(&m, "inkhouse", "undocumented", "5xx", "proxy"),
+        m.responses("inkhouse", "undocumented", "5xx", "proxy")
+            .unwrap_or(0.0),
         6.0,
         "{}",
         m.text
     );
-    assert_eq!(resp(&m, "inkhouse", "200", "2xx", "upstream"), 3.0);
+    assert_eq!(
+        m.responses("inkhouse", "200", "2xx", "upstream")
+            .unwrap_or(0.0),
+        3.0
+    );
     assert_eq!(m.val(UNDOC, &[("code", "502")]), 6.0);
     assert_eq!(errs(&m, "reset"), 6.0, "{}", m.text);
     assert_eq!(m.sum(ERRS, &[]), 6.0, "{}", m.text);
@@ -251,7 +245,8 @@ fn upstream_reset_mid_body_counts_what_the_client_got() {
     });
     let m = sw.metrics();
     assert_eq!(
-        resp(&m, "inkhouse", "200", "2xx", "upstream"),
+        m.responses("inkhouse", "200", "2xx", "upstream")
+            .unwrap_or(0.0),
         3.0,
         "{}",
         m.text
@@ -272,7 +267,8 @@ fn malformed_upstream_response_is_502_other() {
     }
     let m = settled(&sw, 3.0);
     assert_eq!(
-        resp(&m, "inkhouse", "undocumented", "5xx", "proxy"),
+        m.responses("inkhouse", "undocumented", "5xx", "proxy")
+            .unwrap_or(0.0),
         3.0,
         "{}",
         m.text
@@ -344,7 +340,8 @@ fn keepalive_closed_by_upstream_is_retried_transparently() {
     });
     let m = sw.metrics();
     assert_eq!(
-        resp(&m, "closer", "200", "2xx", "upstream"),
+        m.responses("closer", "200", "2xx", "upstream")
+            .unwrap_or(0.0),
         total,
         "{}",
         m.text
@@ -392,19 +389,22 @@ fn all_faults_in_sequence_leave_the_daemon_healthy() {
     });
     let m = sw.metrics();
     assert_eq!(
-        resp(&m, "mixed", "undocumented", "5xx", "proxy"),
+        m.responses("mixed", "undocumented", "5xx", "proxy")
+            .unwrap_or(0.0),
         10.0,
         "{}",
         m.text
     );
     assert_eq!(
-        resp(&m, "mixed", "200", "2xx", "upstream"),
+        m.responses("mixed", "200", "2xx", "upstream")
+            .unwrap_or(0.0),
         15.0,
         "{}",
         m.text
     );
     assert_eq!(
-        resp(&m, "mixed", "undocumented", "4xx", "proxy"),
+        m.responses("mixed", "undocumented", "4xx", "proxy")
+            .unwrap_or(0.0),
         5.0,
         "{}",
         m.text

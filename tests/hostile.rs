@@ -217,15 +217,8 @@ fn start() -> (Recorder, Statuswatch, usize) {
 
 /// The proxy's own 400s for requests pingora could not parse, as tallied.
 fn proxy_400s(m: &Metrics) -> f64 {
-    m.val(
-        RESP,
-        &[
-            ("tenant", "__none__"),
-            ("code", "400"),
-            ("class", "4xx"),
-            ("origin", "proxy"),
-        ],
-    )
+    m.responses("__none__", "400", "4xx", "proxy")
+        .unwrap_or(0.0)
 }
 
 // ------------------------------------------------------------ tests
@@ -520,15 +513,10 @@ fn client_disconnects_mid_body_count_499() {
         drop((w, conn));
     }
     eventually(Duration::from_secs(10), "5 x 499 tallied", || {
-        sw.metrics().val(
-            RESP,
-            &[
-                ("tenant", "quitter"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "proxy"),
-            ],
-        ) == 5.0
+        sw.metrics()
+            .responses("quitter", "undocumented", "4xx", "proxy")
+            .unwrap_or(0.0)
+            == 5.0
     });
     let m = sw.metrics();
     assert_eq!(

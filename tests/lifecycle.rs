@@ -51,15 +51,7 @@ fn sighup_reload_applies_and_keeps_counters() {
     }
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "a"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("a", "undocumented", "4xx", "upstream"),
         Some(3.0)
     );
 
@@ -101,31 +93,12 @@ fn sighup_reload_applies_and_keeps_counters() {
     let m = sw.metrics();
     // the same cells now read as a documented code; nothing was reset
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "a"),
-                ("code", "429"),
-                ("class", "4xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("a", "429", "4xx", "upstream"),
         Some(3.0),
         "{}",
         m.text
     );
-    assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "a"),
-                ("code", "200"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
-        Some(1.0)
-    );
+    assert_eq!(m.responses("a", "200", "2xx", "upstream"), Some(1.0));
     assert_eq!(
         m.get(
             "statuswatch_status_code_info",

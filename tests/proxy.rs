@@ -78,15 +78,7 @@ fn exact_counts_per_label_set() {
         let c = code.to_string();
         for (tenant, times) in [("inkhouse", 2.0), ("blackcat", 1.0)] {
             assert_eq!(
-                m.get(
-                    resp,
-                    &[
-                        ("tenant", tenant),
-                        ("code", &c),
-                        ("class", &class_of(code)),
-                        ("origin", "upstream")
-                    ]
-                ),
+                m.responses(tenant, &c, &class_of(code), "upstream"),
                 Some(times),
                 "{tenant} {code}\n{}",
                 m.text
@@ -94,63 +86,20 @@ fn exact_counts_per_label_set() {
         }
     }
     assert_eq!(
-        m.get(
-            resp,
-            &[
-                ("tenant", "inkhouse"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("inkhouse", "undocumented", "4xx", "upstream"),
         Some(3.0)
     );
     assert_eq!(
-        m.get(
-            resp,
-            &[
-                ("tenant", "inkhouse"),
-                ("code", "undocumented"),
-                ("class", "3xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("inkhouse", "undocumented", "3xx", "upstream"),
+        Some(1.0)
+    );
+    assert_eq!(m.responses("__none__", "200", "2xx", "upstream"), Some(2.0));
+    assert_eq!(
+        m.responses("__invalid__", "404", "4xx", "upstream"),
         Some(1.0)
     );
     assert_eq!(
-        m.get(
-            resp,
-            &[
-                ("tenant", "__none__"),
-                ("code", "200"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
-        Some(2.0)
-    );
-    assert_eq!(
-        m.get(
-            resp,
-            &[
-                ("tenant", "__invalid__"),
-                ("code", "404"),
-                ("class", "4xx"),
-                ("origin", "upstream")
-            ]
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.get(
-            resp,
-            &[
-                ("tenant", "__invalid__"),
-                ("code", "200"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("__invalid__", "200", "2xx", "upstream"),
         Some(1.0)
     );
     assert_eq!(
@@ -293,15 +242,7 @@ fn upstream_5xx_stays_upstream_origin() {
     );
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "a"),
-                ("code", "undocumented"),
-                ("class", "5xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("a", "undocumented", "5xx", "upstream"),
         Some(1.0)
     );
     assert_eq!(m.sum("statuswatch_upstream_errors_total", &[]), 0.0);
@@ -403,15 +344,9 @@ fn client_gone_before_response_counts_499() {
         std::thread::sleep(Duration::from_millis(150));
     } // dropped: the client leaves
     eventually(Duration::from_secs(5), "499 tallied", || {
-        sw.metrics().get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "quitter"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "proxy"),
-            ],
-        ) == Some(1.0)
+        sw.metrics()
+            .responses("quitter", "undocumented", "4xx", "proxy")
+            == Some(1.0)
     });
     let m = sw.metrics();
     assert_eq!(
@@ -440,15 +375,7 @@ fn connect_method_is_refused_and_counted() {
     );
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "__none__"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "proxy")
-            ]
-        ),
+        m.responses("__none__", "undocumented", "4xx", "proxy"),
         Some(1.0),
         "{}",
         m.text
@@ -479,15 +406,7 @@ fn env_overrides_config_file() {
     );
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "envstudio"),
-                ("code", "201"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("envstudio", "201", "2xx", "upstream"),
         Some(1.0)
     );
     assert_eq!(m.get("statuswatch_tenants_limit", &[]), Some(7.0));
@@ -593,15 +512,7 @@ fn unparseable_requests_are_counted_as_proxy_400() {
     );
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "__none__"),
-                ("code", "400"),
-                ("class", "4xx"),
-                ("origin", "proxy")
-            ]
-        ),
+        m.responses("__none__", "400", "4xx", "proxy"),
         Some(sent_400 as f64),
         "{}",
         m.text

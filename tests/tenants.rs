@@ -60,15 +60,7 @@ fn a_million_distinct_tenants_stay_bounded() {
     let m = Metrics::parse(&out);
     assert_eq!(m.sum("statuswatch_responses_total", &[]), 1_000_000.0);
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "__overflow__"),
-                ("code", "200"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("__overflow__", "200", "2xx", "upstream"),
         Some(990_000.0)
     );
     // 10k slots of ~1.1 KB each plus the map: far below 64 MiB
@@ -237,15 +229,7 @@ fn host_path_and_response_header_sources() {
     );
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "mystudio"),
-                ("code", "201"),
-                ("class", "2xx"),
-                ("origin", "upstream")
-            ]
-        ),
+        m.responses("mystudio", "201", "2xx", "upstream"),
         Some(1.0),
         "{}",
         m.text

@@ -565,6 +565,22 @@ impl Metrics {
         })
     }
 
+    /// The one `statuswatch_responses_total` series with exactly these
+    /// labels (as `get`: None when that series is absent). `code` is the
+    /// status or "undocumented"; `class` is "1xx".."5xx" (not derivable from
+    /// an undocumented code); `origin` is "upstream" or "proxy".
+    pub fn responses(&self, tenant: &str, code: &str, class: &str, origin: &str) -> Option<f64> {
+        self.get(
+            "statuswatch_responses_total",
+            &[
+                ("tenant", tenant),
+                ("code", code),
+                ("class", class),
+                ("origin", origin),
+            ],
+        )
+    }
+
     pub fn count(&self, name: &str) -> usize {
         self.matching(name, &[]).count()
     }
@@ -574,14 +590,8 @@ impl Metrics {
 /// failures of `kind`, all with the undocumented real `code`: the tenant's
 /// series, the undocumented-code series and the error-kind counter.
 pub fn assert_proxy_answers(m: &Metrics, tenant: &str, code: &str, kind: &str, n: f64) {
-    let labels = [
-        ("tenant", tenant),
-        ("code", "undocumented"),
-        ("class", "5xx"),
-        ("origin", "proxy"),
-    ];
     assert_eq!(
-        m.get("statuswatch_responses_total", &labels),
+        m.responses(tenant, "undocumented", "5xx", "proxy"),
         Some(n),
         "{}",
         m.text

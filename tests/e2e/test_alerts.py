@@ -28,20 +28,16 @@ import http.client
 import http.server
 import json
 import os
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RULES = os.path.join(ROOT, "deploy", "prometheus", "rules", "statuswatch.rules.yml")
+from e2e_common import (RULES, ROOT, Procs, Results, alertmanager_bin, free_port, http_get, log,
+                        parse_exposition, prometheus_bin, prometheus_config, promtool_check_metrics,
+                        start_alertmanager, start_prometheus, wait_until, write)
+
 TENANT_HEADER = "X-Tenant-Name"
 BACKGROUND_TENANTS = ["inkhouse", "blackline", "oldtown", "redrose"]
 SUSPENDED_TENANTS = ["blackline", "oldtown", "redrose"]
@@ -62,105 +58,8 @@ QUIET_SECONDS = 20
 BASELINE_SECONDS = 135
 ALERT_WAIT = 120
 
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {what}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {what}", flush=True)
-    return ok
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=2.0):
-    """(status, body) or (None, error string); never raises."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-    except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-        return None, str(e)
-
-
-def wait_until(pred, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()
-
-
-def which(*names):
-    for n in names:
-        if n and (os.path.isfile(n) and os.access(n, os.X_OK) or shutil.which(n)):
-            return n if os.path.isfile(n) else shutil.which(n)
-    return None
-
-
-class Procs:
-    """Processes started by this test, killed (by their own pid) in `stop_all`."""
-
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = []
-
-    def start(self, name, argv):
-        out = open(os.path.join(self.tmp, f"{name}.log"), "wb")
-        log(f"start {name}: {' '.join(argv)}")
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             cwd=self.tmp, start_new_session=True)
-        self.procs.append((name, p, out))
-        return p
-
-    def alive(self, name):
-        for n, p, _ in self.procs:
-            if n == name:
-                return p.poll() is None
-        return False
-
-    def tail(self, name, lines=25):
-        path = os.path.join(self.tmp, f"{name}.log")
-        try:
-            with open(path, "rb") as f:
-                data = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(f"    {name}| {line}" for line in data[-lines:])
-
-    def stop_all(self):
-        for name, p, _ in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 10
-        for name, p, out in reversed(self.procs):
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log(f"{name} did not stop on SIGTERM, killing pid {p.pid}")
-                p.kill()
-                p.wait(timeout=5)
-            out.close()
+R = Results()
+check = R.check
 
 
 class Webhook:
@@ -351,25 +250,6 @@ class FakeStatuswatch:
         self.server.server_close()
 
 
-def parse_exposition(text):
-    """[(name, {label: value})] of a Prometheus text exposition."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s', line)
-        if m:
-            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-            out.append((m.group(1), labels))
-    return out
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def alert_names_in_rules():
     names = []
     with open(RULES) as f:
@@ -396,8 +276,8 @@ def run(fake):
     hook = traffic = fakesw = None
     timings = {}
     try:
-        prom_bin = which(os.environ.get("PROMETHEUS_BIN"), "prometheus")
-        am_bin = which(os.environ.get("ALERTMANAGER_BIN"), "prometheus-alertmanager", "alertmanager")
+        prom_bin = prometheus_bin()
+        am_bin = alertmanager_bin()
         if not check(prom_bin and am_bin, f"prometheus ({prom_bin}) and alertmanager ({am_bin}) found"):
             return timings
 
@@ -450,61 +330,22 @@ listen = "127.0.0.1:{admin_port}"
             setter = traffic.set
 
         # --- alertmanager ----------------------------------------------------------
-        am_port = free_port()
-        am_cfg = write(os.path.join(tmp, "alertmanager.yml"), f"""\
-route:
-  receiver: test-webhook
-  group_by: [alertname, tenant, signal]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: test-webhook
-    webhook_configs:
-      - url: http://127.0.0.1:{hook.port}/alerts
-        send_resolved: false
-""")
-        os.makedirs(os.path.join(tmp, "am-data"))
-        procs.start("alertmanager", [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp}/am-data",
-                                     f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="])
+        am = start_alertmanager(procs, f"http://127.0.0.1:{hook.port}/alerts", am_bin)
 
         # --- prometheus --------------------------------------------------------------
-        prom_port = free_port()
-        prom_cfg = write(os.path.join(tmp, "prometheus.yml"), f"""\
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - {json.dumps(RULES)}
-alerting:
-  alertmanagers:
-    - static_configs:
-        - targets: ["127.0.0.1:{am_port}"]
-scrape_configs:
-  - job_name: statuswatch
-    static_configs:
-      - targets: ["127.0.0.1:{admin_port}"]
-""")
-        os.makedirs(os.path.join(tmp, "prom-data"))
-        procs.start("prometheus", [prom_bin, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp}/prom-data",
-                                   f"--web.listen-address=127.0.0.1:{prom_port}"])
-        ok = wait_until(lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready")[0] == 200
-                        and http_get(f"http://127.0.0.1:{prom_port}/-/ready")[0] == 200, 60)
+        prom = start_prometheus(procs, prometheus_config([{"targets": [f"127.0.0.1:{admin_port}"]}],
+                                                         rule_files=[RULES], alertmanagers=[am.split("//", 1)[1]]),
+                                prom_bin)
+        ok = wait_until(lambda: http_get(f"{am}/-/ready")[0] == 200 and prom.ready(), 60)
         if not check(ok, "prometheus and alertmanager ready within 60 s"):
             print(procs.tail("prometheus"))
             print(procs.tail("alertmanager"))
             return timings
 
-        prom = f"http://127.0.0.1:{prom_port}"
 
         def rules_loaded():
-            st, body = http_get(f"{prom}/api/v1/rules?type=alert")
-            if st != 200:
-                return None
-            groups = json.loads(body)["data"]["groups"]
-            rules = [r for g in groups for r in g["rules"]]
-            return {r["name"]: r.get("health") for r in rules} or None
+            rules = prom.rules("alert")
+            return {r["name"]: r.get("health") for r in rules or []} or None
 
         loaded = wait_until(rules_loaded, 20) or {}
         want = alert_names_in_rules()
@@ -512,10 +353,7 @@ scrape_configs:
               f"prometheus loaded all {len(want)} alerts of {os.path.relpath(RULES, ROOT)} unmodified")
 
         def target_up():
-            st, body = http_get(f"{prom}/api/v1/query?query=" + urllib.request.quote('up{job="statuswatch"}'))
-            if st != 200:
-                return False
-            res = json.loads(body)["data"]["result"]
+            res = prom.result('up{job="statuswatch"}')
             return bool(res) and res[0]["value"][1] == "1"
 
         if not check(wait_until(target_up, 20), 'prometheus scrapes statuswatch: up{job="statuswatch"} == 1'):
@@ -531,9 +369,8 @@ scrape_configs:
         time.sleep(10)
 
         def series_present():
-            st, body = http_get(f"{prom}/api/v1/query?query=" + urllib.request.quote(
-                'sum by (tenant) (statuswatch_responses_total{tenant=~"inkhouse|blackline|oldtown|redrose"})'))
-            return st == 200 and len(json.loads(body)["data"]["result"]) == len(BACKGROUND_TENANTS)
+            res = prom.result('sum by (tenant) (statuswatch_responses_total{tenant=~"inkhouse|blackline|oldtown|redrose"})')
+            return res is not None and len(res) == len(BACKGROUND_TENANTS)
 
         check(wait_until(series_present, 10),
               "statuswatch_responses_total has series for every background tenant in prometheus")
@@ -542,7 +379,7 @@ scrape_configs:
         noise = hook.alerts(t0)
         check(not noise, f"no alert reached the webhook during {time.monotonic() - t0:.0f} s of steady background"
               + (f" (got {[a['labels'] for _, a in noise]})" if noise else ""))
-        st, body = http_get(f"{prom}/api/v1/alerts")
+        st, body = http_get(f"{prom.base}/api/v1/alerts")
         active = json.loads(body)["data"]["alerts"] if st == 200 else ["?"]
         check(st == 200 and not active, f"prometheus has no pending/firing alert after {time.monotonic() - quiet_from:.0f} s "
               f"of background ({[a.get('labels') for a in active] if active else 'none'})")
@@ -598,13 +435,18 @@ scrape_configs:
             total = sum(summary.values())
             check(total > 0 and bad <= total * 0.01,
                   f"the proxy passed the upstream's status through ({total - bad}/{total} as asked)")
+            # the live scrape after every scenario (5xx, 451, spikes, suspensions) must be
+            # a clean exposition for promtool
+            st, metrics = http_get(f"http://127.0.0.1:{admin_port}/metrics")
+            ok, detail = promtool_check_metrics(metrics if st == 200 else "")
+            check(st == 200 and ok, f"promtool check metrics on the live /metrics scrape: {detail}")
             for name in ("demo-upstream", "statuswatch"):
                 check(procs.alive(name), f"{name} still running at the end")
         return timings
     finally:
         if traffic:
             traffic.stop()
-        if failed:
+        if R.failed:
             for name in ("demo-upstream", "statuswatch", "prometheus", "alertmanager"):
                 t = procs.tail(name, 15)
                 if t:
@@ -642,8 +484,8 @@ def main():
         traceback.print_exc()
         check(False, f"unexpected error: {e!r}")
     print(f"(took {time.monotonic() - started:.0f} s{', fake statuswatch' if fake else ''})")
-    print(f"e2e-alerts: {passed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed or not passed else 0)
+    print(f"e2e-alerts: {R.passed} passed, {R.failed} failed", flush=True)
+    sys.exit(1 if R.failed or not R.passed else 0)
 
 
 if __name__ == "__main__":

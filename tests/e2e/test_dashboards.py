@@ -30,19 +30,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
+
+from e2e_common import (ROOT, Procs, Results, free_port, http_get, http_get_or_raise, prometheus_config,
+                        promtool_check_metrics, start_prometheus, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 DASHBOARDS = os.path.join(ROOT, "dashboards")
 FIXTURE = os.path.join(HERE, "fixtures", "metrics_sample.prom")
 RESERVED = {"__none__", "__invalid__", "__overflow__", "__all__"}
@@ -69,46 +65,8 @@ ALLOWED_EMPTY = {
         "shows only increases of this tenant's statuswatch_spikes_total (> 0); empty when it did not spike",
 }
 
-PASSED = 0
-FAILED = 0
-
-
-def report(ok, name, detail=""):
-    global PASSED, FAILED
-    if ok:
-        PASSED += 1
-    else:
-        FAILED += 1
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
-    return ok
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode("utf-8", "replace")
-
-
-def wait_for(what, fn, timeout, procs=()):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        for name, p in procs:
-            if p.poll() is not None:
-                raise RuntimeError(f"{name} exited with status {p.returncode} while waiting for {what}")
-        try:
-            v = fn()
-            if v:
-                return v
-        except (OSError, ValueError, urllib.error.URLError) as e:
-            last = e
-        time.sleep(0.25)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+R = Results()
+report = R.report
 
 
 class FakeMetrics:
@@ -150,33 +108,6 @@ class FakeMetrics:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-class Prom:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}"
-
-    def api(self, path, **params):
-        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
-        try:
-            with urllib.request.urlopen(url, timeout=15) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            try:
-                return json.loads(e.read())
-            except ValueError:
-                return {"status": "error", "error": f"HTTP {e.code}"}
-
-    def query(self, expr, t=None):
-        return self.api("/api/v1/query", query=expr, **({"time": f"{t:.3f}"} if t else {}))
-
-    def query_range(self, expr, start, end, step):
-        return self.api("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
-
-    def scalar(self, expr):
-        r = self.query(expr)
-        res = r.get("data", {}).get("result") or []
-        return float(res[0]["value"][1]) if res else None
 
 
 def all_panels(panels):
@@ -259,62 +190,11 @@ def check_variables(prom, d):
                f"{len(vals)} values {vals[:6]}" if vals else f"no values for {q} ({r.get('error', '')})")
 
 
-def start_statuswatch(bin_path, workdir, procs):
+def start_statuswatch(bin_path, procs):
     port, admin, upstream = free_port(), free_port(), free_port()
-    cmd = [bin_path, "demo", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-           "--upstream-listen", f"127.0.0.1:{upstream}"]
-    log = open(os.path.join(workdir, "statuswatch.log"), "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    procs.append(("statuswatch demo", p, log))
-    print("started:", " ".join(cmd), flush=True)
+    procs.start("statuswatch-demo", [bin_path, "demo", "--listen", f"127.0.0.1:{port}",
+                                     "--admin-listen", f"127.0.0.1:{admin}", "--upstream-listen", f"127.0.0.1:{upstream}"])
     return admin
-
-
-def start_prometheus(workdir, target, procs):
-    prom_bin = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
-    if not prom_bin:
-        raise RuntimeError("prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)")
-    port = free_port()
-    cfg = os.path.join(workdir, "prometheus.yml")
-    with open(cfg, "w") as f:
-        # JSON is valid YAML.
-        json.dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-                   "scrape_configs": [{"job_name": "statuswatch", "metrics_path": "/metrics",
-                                       # as the PodMonitor / pod discovery would label it, so the
-                                       # $cluster and $namespace variables have values
-                                       "static_configs": [{"targets": [target],
-                                                           "labels": {"cluster": "e2e", "namespace": "statuswatch"}}]}]}, f)
-    cmd = [prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={os.path.join(workdir, 'tsdb')}",
-           f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
-    log = open(os.path.join(workdir, "prometheus.log"), "w")
-    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    procs.append(("prometheus", p, log))
-    return port
-
-
-def stop(procs, fake):
-    for name, p, log in reversed(procs):
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=5)
-        log.close()
-    if fake:
-        fake.stop()
-
-
-def tail(path, n=30):
-    try:
-        with open(path) as f:
-            return "".join(f.readlines()[-n:])
-    except OSError:
-        return ""
 
 
 def main():
@@ -322,7 +202,7 @@ def main():
     bin_path = os.environ.get("STATUSWATCH_BIN")
     if not fake_mode and not bin_path:
         report(False, "setup", "set STATUSWATCH_BIN to the statuswatch binary (or pass --fake)")
-        print(f"e2e-dashboards: {PASSED} passed, {FAILED} failed")
+        print(f"e2e-dashboards: {R.passed} passed, {R.failed} failed")
         return 1
     dash_dir = os.environ.get("STATUSWATCH_DASHBOARDS", DASHBOARDS)
     dashboards = []
@@ -330,23 +210,27 @@ def main():
         with open(f) as fh:
             dashboards.append(json.load(fh))
     workdir = tempfile.mkdtemp(prefix="statuswatch-e2e-dash-")
-    procs, fake = [], None
+    procs, fake = Procs(workdir), None
     try:
         if fake_mode:
             admin = free_port()
             fake = FakeMetrics(FIXTURE, admin)
             print(f"serving fake /metrics from {FIXTURE} on 127.0.0.1:{admin}", flush=True)
         else:
-            admin = start_statuswatch(bin_path, workdir, procs)
-        watch = [(n, p) for n, p, _ in procs]
-        wait_for("statuswatch /metrics", lambda: http_get(f"http://127.0.0.1:{admin}/metrics")[0] == 200, 60, watch)
+            admin = start_statuswatch(bin_path, procs)
+        watch = procs.items()
+        wait_for("statuswatch /metrics", lambda: http_get_or_raise(f"http://127.0.0.1:{admin}/metrics")[0] == 200,
+                 60, watch)
         report(True, "statuswatch /metrics answers")
         if not dashboards:
             report(False, "dashboards found", f"no *.json in {dash_dir}")
-        pport = start_prometheus(workdir, f"127.0.0.1:{admin}", procs)
-        watch = [(n, p) for n, p, _ in procs]
-        prom = Prom(pport)
-        wait_for("prometheus ready", lambda: http_get(f"{prom.base}/-/ready")[0] == 200, 60, watch)
+        # as the PodMonitor / pod discovery would label it, so the $cluster and $namespace
+        # variables have values
+        prom = start_prometheus(procs, prometheus_config(
+            [{"targets": [f"127.0.0.1:{admin}"], "labels": {"cluster": "e2e", "namespace": "statuswatch"}}],
+            scrape_timeout="900ms"), data_dir="tsdb", log_level="warn")
+        watch = procs.items()
+        wait_for("prometheus ready", lambda: http_get_or_raise(f"{prom.base}/-/ready")[0] == 200, 60, watch)
         started = time.time()
         wait_for(f"{WAIT_SCRAPES} successful scrapes",
                  lambda: (prom.scalar('sum_over_time(up{job="statuswatch"}[10m])') or 0) >= WAIT_SCRAPES, 60, watch)
@@ -402,17 +286,24 @@ def main():
             print(f"... {len(retry)} queries without data yet, retrying", flush=True)
             time.sleep(5)
             pending = [(u, p, t) for u, p, t, _, _ in retry]
+        # the live scrape, after minutes of demo traffic and (usually) a spike, must be a
+        # clean exposition for promtool
+        st, metrics = http_get(f"http://127.0.0.1:{admin}/metrics")
+        ok, detail = promtool_check_metrics(metrics if st == 200 else "")
+        report(st == 200 and ok, "promtool check metrics on the live /metrics scrape", detail)
         for n, p in watch:
             report(p.poll() is None, f"{n} still running at the end")
     except Exception as e:  # noqa: BLE001 - report any setup failure as a failed check
         report(False, "setup", f"{type(e).__name__}: {e}")
-        for name, _, log in procs:
-            print(f"--- last lines of {name} log ---\n{tail(log.name)}", flush=True)
+        for name, _ in procs.items():
+            print(f"--- last lines of {name} log ---\n{procs.tail(name, 30)}", flush=True)
     finally:
-        stop(procs, fake)
+        procs.stop_all()
+        if fake:
+            fake.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"e2e-dashboards: {PASSED} passed, {FAILED} failed")
-    return 1 if FAILED else 0
+    print(f"e2e-dashboards: {R.passed} passed, {R.failed} failed")
+    return 1 if R.failed else 0
 
 
 if __name__ == "__main__":

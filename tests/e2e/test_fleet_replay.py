@@ -39,20 +39,14 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RULES = os.path.join(ROOT, "deploy", "prometheus", "rules", "statuswatch.rules.yml")
-DEFAULT_CONFIG = os.path.join(ROOT, "config", "statuswatch.toml")
+from e2e_common import (DEFAULT_CONFIG, ROOT, RULES, Procs, Results, free_port, http_get, log, prometheus_bin,
+                        prometheus_config, start_prometheus, wait_until)
 
 FLEETS = {"one": 1, "three": 3}
 RPS = 50.0
@@ -111,93 +105,8 @@ def explains(incident, kind, name, tenant):
     return False
 
 
-passed = 0
-failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"PASS {what}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {what}", flush=True)
-    return ok
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url, timeout=3.0):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode("utf-8", "replace")
-    except Exception as e:  # noqa: BLE001 - any failure means "not yet"
-        return None, str(e)
-
-
-def wait_until(pred, timeout, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()
-
-
-class Procs:
-    """Processes started here, stopped by their own pid."""
-
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.procs = {}
-
-    def start(self, name, argv, env=None):
-        out = open(os.path.join(self.tmp, f"{name}.log"), "ab")
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             cwd=self.tmp, env=env, start_new_session=True)
-        self.procs[name] = (p, out)
-        return p
-
-    def stop(self, name, timeout=10):
-        p, out = self.procs.pop(name, (None, None))
-        if p is None:
-            return
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
-        out.close()
-
-    def alive(self, name):
-        p = self.procs.get(name, (None,))[0]
-        return p is not None and p.poll() is None
-
-    def tail(self, name, lines=20):
-        try:
-            with open(os.path.join(self.tmp, f"{name}.log"), "rb") as f:
-                data = f.read().decode("utf-8", "replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(f"    {name}| {line}" for line in data[-lines:])
-
-    def stop_all(self):
-        for name in list(reversed(list(self.procs))):
-            self.stop(name)
+R = Results()
+check = R.check
 
 
 class Load:
@@ -322,11 +231,10 @@ class Watch:
         self.errors = 0
 
     def query(self, q):
-        st, body = http_get(f"{self.prom}/api/v1/query?query=" + urllib.parse.quote(q))
-        if st != 200:
+        res = self.prom.result(q)
+        if res is None:
             self.errors += 1
-            return None
-        return json.loads(body)["data"]["result"]
+        return res
 
     def _loop(self):
         while not self.stop_ev.is_set():
@@ -363,7 +271,7 @@ def run():
     results = {}
     try:
         sw = os.environ.get("STATUSWATCH_BIN") or os.path.join(ROOT, "target", "release", "statuswatch")
-        prom_bin = os.environ.get("PROMETHEUS_BIN") or shutil.which("prometheus")
+        prom_bin = prometheus_bin()
         if not check(os.access(sw, os.X_OK) and prom_bin, f"statuswatch ({sw}) and prometheus ({prom_bin}) found"):
             return
 
@@ -401,39 +309,20 @@ def run():
                 print(procs.tail(name))
             return
 
-        prom_port = free_port()
-        static = "\n".join(
-            f"      - targets: {json.dumps(ts)}\n        labels:\n          cluster: {fleet}"
-            for fleet, ts in targets.items())
-        prom_cfg = os.path.join(tmp, "prometheus.yml")
-        with open(prom_cfg, "w") as f:
-            f.write(f"""\
-global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - {json.dumps(RULES)}
-scrape_configs:
-  - job_name: statuswatch
-    static_configs:
-{static}
-""")
-        procs.start("prometheus", [prom_bin, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp}/prom",
-                                   f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"])
-        prom = f"http://127.0.0.1:{prom_port}"
+        prom = start_prometheus(procs, prometheus_config(
+            [{"targets": ts, "labels": {"cluster": fleet}} for fleet, ts in targets.items()], rule_files=[RULES]),
+            prom_bin, data_dir="prom", log_level="warn")
 
         def all_up():
-            st, body = http_get(f"{prom}/api/v1/query?query=" + urllib.parse.quote('up{job="statuswatch"} == 1'))
-            return st == 200 and len(json.loads(body)["data"]["result"]) == len(all_admin)
+            res = prom.result('up{job="statuswatch"} == 1')
+            return res is not None and len(res) == len(all_admin)
 
         if not check(wait_until(all_up, 60), f"prometheus scrapes all {len(all_admin)} sidecars"):
             print(procs.tail("prometheus"))
             return
-        st, body = http_get(f"{prom}/api/v1/rules")
-        groups = json.loads(body)["data"]["groups"] if st == 200 else []
-        bad = [r["name"] for g in groups for r in g["rules"] if r.get("health") == "err"]
-        check(groups and not bad, f"prometheus loaded the shipped rules ({sum(len(g['rules']) for g in groups)} rules)"
+        rules = prom.rules() or []
+        bad = [r["name"] for r in rules if r.get("health") == "err"]
+        check(rules and not bad, f"prometheus loaded the shipped rules ({len(rules)} rules)"
               + (f", unhealthy: {bad}" if bad else ""))
 
         seed = int(os.environ.get("REPLAY_SEED", "11"))
@@ -549,7 +438,7 @@ scrape_configs:
             watch.stop()
         if load:
             load.stop()
-        if failed:
+        if R.failed:
             for name in list(procs.procs):
                 t = procs.tail(name, 10)
                 if t:
@@ -570,8 +459,8 @@ def main():
         traceback.print_exc()
         check(False, f"unexpected error: {e!r}")
     print(f"(took {time.monotonic() - started:.0f} s)")
-    print(f"e2e-fleet-replay: {passed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed or not passed else 0)
+    print(f"e2e-fleet-replay: {R.passed} passed, {R.failed} failed", flush=True)
+    sys.exit(1 if R.failed or not R.passed else 0)
 
 
 if __name__ == "__main__":

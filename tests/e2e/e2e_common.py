@@ -1,0 +1,348 @@
+"""Shared pieces of the end-to-end scripts (test_alerts.py, test_fleet_replay.py,
+test_dashboards.py): pass/fail tally, free ports, HTTP polling, the processes a test
+starts (stopped by their own process group), Prometheus and Alertmanager config and
+start-up, Prometheus queries, and `promtool check metrics` on a live scrape.
+
+Python standard library only; the scripts import it from their own directory
+(`python3 tests/e2e/test_alerts.py` puts tests/e2e on sys.path).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+RULES = os.path.join(ROOT, "deploy", "prometheus", "rules", "statuswatch.rules.yml")
+DEFAULT_CONFIG = os.path.join(ROOT, "config", "statuswatch.toml")
+
+
+# ---------------------------------------------------------------- results
+
+class Results:
+    """Pass/fail tally. `check` prints `PASS what` / `FAIL what`; `report` prints
+    `ok   name: detail` / `FAIL name: detail`. Both return `ok`."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def _count(self, ok):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    def check(self, ok, what):
+        self._count(ok)
+        print(f"{'PASS' if ok else 'FAIL'} {what}", flush=True)
+        return ok
+
+    def report(self, ok, name, detail=""):
+        self._count(ok)
+        print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail else ''}", flush=True)
+        return ok
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- network
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=3.0):
+    """(status, body) or (None, error string); never raises."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+    except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+        return None, str(e)
+
+
+def http_get_or_raise(url, timeout=5):
+    """(status, body); raises on connection errors and HTTP errors (for `wait_for`)."""
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode("utf-8", "replace")
+
+
+def wait_until(pred, timeout, interval=0.25):
+    """pred()'s first truthy value within `timeout` seconds, else its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+def wait_for(what, fn, timeout, procs=()):
+    """fn()'s first truthy value; raises RuntimeError on timeout or when one of
+    `procs` ((name, Popen) pairs) exits. Connection errors in fn() mean "not yet"."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for name, p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{name} exited with status {p.returncode} while waiting for {what}")
+        try:
+            v = fn()
+            if v:
+                return v
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            last = e
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+def which(*names):
+    """The first of `names` (paths or commands; None/empty skipped) that is executable."""
+    for n in names:
+        if n and (os.path.isfile(n) and os.access(n, os.X_OK) or shutil.which(n)):
+            return n if os.path.isfile(n) else shutil.which(n)
+    return None
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Processes started by a test, each in its own session; its output goes to
+    TMP/NAME.log (appended, so a restarted process keeps one log). Stopped by their
+    own process group only: SIGTERM, then SIGKILL after the timeout."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = {}  # name -> (Popen, log file), in start order
+
+    def start(self, name, argv, env=None):
+        out = open(self.log_path(name), "ab")
+        log(f"start {name}: {' '.join(argv)}")
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             cwd=self.tmp, env=env, start_new_session=True)
+        self.procs[name] = (p, out)
+        return p
+
+    def log_path(self, name):
+        return os.path.join(self.tmp, f"{name}.log")
+
+    def items(self):
+        """[(name, Popen)] of the processes still managed here (for `wait_for`)."""
+        return [(n, p) for n, (p, _) in self.procs.items()]
+
+    def alive(self, name):
+        p = self.procs.get(name, (None,))[0]
+        return p is not None and p.poll() is None
+
+    def tail(self, name, lines=25):
+        try:
+            with open(self.log_path(name), "rb") as f:
+                data = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(f"    {name}| {line}" for line in data[-lines:])
+
+    @staticmethod
+    def _signal(p, sig):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, name, timeout=10):
+        """Stop one process (SIGTERM, SIGKILL after `timeout` s) and forget it."""
+        p, out = self.procs.pop(name, (None, None))
+        if p is None:
+            return
+        self._signal(p, signal.SIGTERM)
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{name} did not stop on SIGTERM, killing process group {p.pid}")
+            self._signal(p, signal.SIGKILL)
+            p.wait(timeout=5)
+        out.close()
+
+    def stop_all(self, timeout=10):
+        """SIGTERM to all (last started first), then wait for all within `timeout` s."""
+        names = list(reversed(list(self.procs)))
+        for name in names:
+            self._signal(self.procs[name][0], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in names:
+            self.stop(name, timeout=max(0.1, deadline - time.monotonic()))
+
+
+# ---------------------------------------------------------------- prometheus / alertmanager
+
+def prometheus_bin():
+    return which(os.environ.get("PROMETHEUS_BIN"), "prometheus")
+
+
+def alertmanager_bin():
+    return which(os.environ.get("ALERTMANAGER_BIN"), "prometheus-alertmanager", "alertmanager")
+
+
+def prometheus_config(static_configs, rule_files=(), alertmanagers=(), scrape_timeout="1s"):
+    """Scrape and evaluate every second; one job "statuswatch" with `static_configs`
+    ([{"targets": [...], "labels": {...}}]). Returned as text: JSON is valid YAML."""
+    cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": scrape_timeout, "evaluation_interval": "1s"}}
+    if rule_files:
+        cfg["rule_files"] = list(rule_files)
+    if alertmanagers:
+        cfg["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    cfg["scrape_configs"] = [{"job_name": "statuswatch", "metrics_path": "/metrics",
+                              "static_configs": static_configs}]
+    return json.dumps(cfg, indent=2) + "\n"
+
+
+def start_prometheus(procs, config_text, prom_bin=None, data_dir="prom-data", log_level=None, name="prometheus"):
+    """Write TMP/prometheus.yml, start Prometheus on a free loopback port; returns a Prom.
+    Does not wait: use `prom.ready()`."""
+    prom_bin = prom_bin or prometheus_bin()
+    if not prom_bin:
+        raise RuntimeError("prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)")
+    port = free_port()
+    cfg = write(os.path.join(procs.tmp, "prometheus.yml"), config_text)
+    data = os.path.join(procs.tmp, data_dir)
+    os.makedirs(data, exist_ok=True)
+    argv = [prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}"]
+    if log_level:
+        argv.append(f"--log.level={log_level}")
+    procs.start(name, argv)
+    return Prom(port)
+
+
+def start_alertmanager(procs, webhook_url, am_bin=None, name="alertmanager"):
+    """Alertmanager routing every alert to `webhook_url` within about a second
+    (group_wait/group_interval 1s, grouped by alertname, tenant, signal; no resolved
+    notifications); returns its base URL. Does not wait: poll BASE/-/ready."""
+    am_bin = am_bin or alertmanager_bin()
+    if not am_bin:
+        raise RuntimeError("alertmanager not found (apt-get install prometheus-alertmanager, or set ALERTMANAGER_BIN)")
+    port = free_port()
+    cfg = write(os.path.join(procs.tmp, "alertmanager.yml"), f"""\
+route:
+  receiver: test-webhook
+  group_by: [alertname, tenant, signal]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: test-webhook
+    webhook_configs:
+      - url: {webhook_url}
+        send_resolved: false
+""")
+    data = os.path.join(procs.tmp, "am-data")
+    os.makedirs(data, exist_ok=True)
+    procs.start(name, [am_bin, f"--config.file={cfg}", f"--storage.path={data}",
+                       f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="])
+    return f"http://127.0.0.1:{port}"
+
+
+class Prom:
+    """Prometheus HTTP API on 127.0.0.1:PORT. API calls return the decoded JSON
+    answer; HTTP errors come back as the error document Prometheus sent (or
+    {"status": "error"}); connection errors raise (callers poll with wait_for)."""
+
+    def __init__(self, port, timeout=15):
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.timeout = timeout
+
+    def api(self, path, **params):
+        url = f"{self.base}{path}?{urllib.parse.urlencode(params, doseq=True)}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            try:
+                return json.loads(e.read())
+            except ValueError:
+                return {"status": "error", "error": f"HTTP {e.code}"}
+
+    def try_api(self, path, **params):
+        """As api(), but a connection error is {"status": "error"} too (never raises)."""
+        try:
+            return self.api(path, **params)
+        except (OSError, ValueError, urllib.error.URLError) as e:
+            return {"status": "error", "error": str(e)}
+
+    def ready(self):
+        return http_get(f"{self.base}/-/ready")[0] == 200
+
+    def query(self, expr, t=None):
+        return self.api("/api/v1/query", query=expr, **({"time": f"{t:.3f}"} if t else {}))
+
+    def query_range(self, expr, start, end, step):
+        return self.api("/api/v1/query_range", query=expr, start=f"{start:.3f}", end=f"{end:.3f}", step=step)
+
+    def result(self, expr):
+        """The instant query's result list, or None if the query failed (never raises)."""
+        r = self.try_api("/api/v1/query", query=expr)
+        return r["data"]["result"] if r.get("status") == "success" else None
+
+    def scalar(self, expr):
+        r = self.query(expr)
+        res = r.get("data", {}).get("result") or []
+        return float(res[0]["value"][1]) if res else None
+
+    def rules(self, kind=None):
+        """[rule] of every loaded group (kind "alert" or "record" filters), or None."""
+        r = self.try_api("/api/v1/rules", **({"type": kind} if kind else {}))
+        if r.get("status") != "success":
+            return None
+        return [rule for g in r["data"]["groups"] for rule in g["rules"]]
+
+
+# ---------------------------------------------------------------- exposition
+
+def parse_exposition(text):
+    """[(name, {label: value})] of a Prometheus text exposition."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s', line)
+        if m:
+            labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((m.group(1), labels))
+    return out
+
+
+def promtool_check_metrics(text):
+    """(ok, detail): `promtool check metrics` on an exposition. promtool prints
+    nothing for a clean exposition, parse errors (exit 1) or lint problems such as
+    counter naming (exit 3) otherwise; statuswatch's scrape is clean, so any output
+    or a non-zero exit fails."""
+    tool = which(os.environ.get("PROMTOOL_BIN"), "promtool")
+    if not tool:
+        return False, "promtool not found (Debian: apt-get install prometheus, or set PROMTOOL_BIN)"
+    r = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    out = (r.stdout + r.stderr).strip()
+    series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    if r.returncode == 0 and not out:
+        return True, f"{series} samples, no problems"
+    return False, f"exit {r.returncode}, {series} samples:\n" + "\n".join("    " + line for line in out.splitlines())
