@@ -73,15 +73,7 @@ fn curl(args: &[&str], url: &str, tenant: &str) -> (String, u16, String) {
 }
 
 fn ok_upstream(m: &Metrics, tenant: &str) -> Option<f64> {
-    m.get(
-        "statuswatch_responses_total",
-        &[
-            ("tenant", tenant),
-            ("code", "200"),
-            ("class", "2xx"),
-            ("origin", "upstream"),
-        ],
-    )
+    m.responses(tenant, "200", "2xx", "upstream")
 }
 
 fn start_tls(up: &Upstream, cert: &str, key: &str) -> (Statuswatch, std::net::SocketAddr) {
@@ -122,15 +114,7 @@ fn tls_http1_and_h2_are_proxied_and_counted_like_plain_requests() {
     let (_, code, _) = curl(&["--http2"], &format!("https://{tls}/status/451"), "tlstwo");
     assert_eq!(code, 451);
     eventually(Duration::from_secs(5), "451 over h2 counted", || {
-        sw.metrics().get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "tlstwo"),
-                ("code", "451"),
-                ("class", "4xx"),
-                ("origin", "upstream"),
-            ],
-        ) == Some(1.0)
+        sw.metrics().responses("tlstwo", "451", "4xx", "upstream") == Some(1.0)
     });
     assert!(!sw.stderr().contains("k-secret-1234567890"));
 }
@@ -225,15 +209,7 @@ fn connect_is_refused_405_and_counted_with_its_tenant() {
     assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
     let m = sw.metrics();
     assert_eq!(
-        m.get(
-            "statuswatch_responses_total",
-            &[
-                ("tenant", "tunneler"),
-                ("code", "undocumented"),
-                ("class", "4xx"),
-                ("origin", "proxy"),
-            ],
-        ),
+        m.responses("tunneler", "undocumented", "4xx", "proxy"),
         Some(1.0),
         "{}",
         m.text
