@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Where each proxy spends its CPU per request: perf (cpu-clock, call graphs) on
+# statuswatch, a bare pingora proxy and nginx under the same keep-alive load as
+# bench/run.sh (one proxy thread pinned to CPU 0; wrk and an nginx upstream on
+# CPU 1; 64 connections; 1,000 Zipf tenants), one after the other in one run.
+#
+#   bash bench/profile.sh [TARGET...]     # default: statuswatch bare nginx
+#
+# Writes bench/out/profile-<stamp>/<target>.txt: CPU-µs/request for the run,
+# then perf's flat profile (self time by symbol, entries ≥ 0.5 %) and the same
+# grouped by DSO. Needs linux-perf (installed here from Debian if missing).
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+LOG_TAG=profile
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+
+TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(statuswatch bare nginx)
+DUR=${PROFILE_DURATION:-10}; TENANTS=${PROFILE_TENANTS:-1000}; CONNS=${PROFILE_CONNS:-64}
+PROXY_CPU=0; LOAD_CPU=1
+apt_install linux-perf wrk nginx-light procps python3 curl || apt_install linux-perf wrk nginx procps python3 curl
+ensure_cargo
+PERF="$(command -v perf || ls /usr/bin/perf_* 2>/dev/null | head -1)"
+OUT="$HERE/out/profile-$(date -u +%Y%m%dT%H%M%SZ)"; mkdir -p "$OUT"
+WORK="$(mktemp -d /tmp/swprofile.XXXXXX)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+(cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy >"$OUT/build.log" 2>&1)
+SW="$ROOT/target/release/statuswatch"; BARE="$ROOT/target/release/examples/bare_proxy"
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+UP_PORT="$(free_port)"
+mkdir -p "$WORK/up"
+cat >"$WORK/up.conf" <<NGX
+worker_processes 1; pid $WORK/up.pid; error_log $WORK/up-error.log warn;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path $WORK/up; proxy_temp_path $WORK/up; fastcgi_temp_path $WORK/up; uwsgi_temp_path $WORK/up; scgi_temp_path $WORK/up;
+  server { listen 127.0.0.1:$UP_PORT backlog=4096; default_type application/json;
+    location / { return 200 '{"status":200,"service":"rev23-bench","pad":"$(head -c 900 /dev/zero | tr '\0' x)"}'; } } }
+NGX
+taskset -c "$LOAD_CPU" "$NGINX" -p "$WORK" -c "$WORK/up.conf" -g 'daemon off; master_process off;' >/dev/null 2>&1 &
+PIDS+=($!)
+wait_port "$UP_PORT"
+
+start() {  # NAME PORT -> prints the pid to profile
+  local name="$1" port="$2"
+  case "$name" in
+    statuswatch)
+      printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\nthreads = 1\ngrace_period = "1s"\nshutdown_timeout = "1s"\n[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' \
+        "$port" "$UP_PORT" "$(free_port)" >"$WORK/sw.toml"
+      taskset -c "$PROXY_CPU" "$SW" --config "$WORK/sw.toml" >"$OUT/$name.log" 2>&1 & ;;
+    bare)
+      taskset -c "$PROXY_CPU" "$BARE" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
+    nginx)
+      mkdir -p "$WORK/px"
+      cat >"$WORK/px.conf" <<NGX
+worker_processes 1; pid $WORK/px.pid; error_log $WORK/px-error.log warn; master_process off;
+events { worker_connections 8192; }
+http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path $WORK/px; proxy_temp_path $WORK/px; fastcgi_temp_path $WORK/px; uwsgi_temp_path $WORK/px; scgi_temp_path $WORK/px;
+  upstream up { server 127.0.0.1:$UP_PORT; keepalive 128; }
+  server { listen 127.0.0.1:$port backlog=4096;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NGX
+      taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/px" -c "$WORK/px.conf" -g 'daemon off;' >"$OUT/$name.log" 2>&1 & ;;
+    *) echo "unknown target $name" >&2; return 1 ;;
+  esac
+  echo $!
+}
+
+ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+for name in "${TARGETS[@]}"; do
+  port="$(free_port)"
+  pid="$(start "$name" "$port")"; PIDS+=("$pid")
+  wait_port "$port"
+  # Register every tenant once, then warm up.
+  SWB_TENANTS="$TENANTS" SWB_MODE=prime taskset -c "$LOAD_CPU" wrk -t1 -c1 -d2s -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+  t0="$(ticks "$pid")"
+  SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt" 2>&1 &
+  wrk_pid=$!
+  sleep 1
+  "$PERF" record -F 999 -e cpu-clock -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DUR - 2)) >/dev/null 2>&1 || true
+  wait "$wrk_pid" || true
+  t1="$(ticks "$pid")"
+  reqs="$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
+  hz="$(getconf CLK_TCK)"
+  {
+    echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$reqs" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') CPU-us/request"
+    echo "## self time by symbol (>= 0.5 %)"
+    "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort symbol --percent-limit 0.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$'
+    echo "## self time by DSO"
+    "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
+  } >"$OUT/$name.txt"
+  log "$(head -1 "$OUT/$name.txt")"
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+done
+log "profiles in $OUT"
