@@ -54,24 +54,25 @@ fn one_request(shared: &Shared, req: &RequestHeader, code: u16, at: Instant) {
     let global = &shared.global;
     let registry = &shared.registry;
     global.request_started();
-    let live = shared.live.load();
     let now = registry.now_secs(at);
     // request_filter
-    let tenant = registry.resolve(&live.resolver, req, now);
+    let tenant = shared.with_live(|live| registry.resolve(&live.resolver, req, now));
     // logging
-    let tenant = if registry.is_current(tenant) {
-        tenant
-    } else {
-        registry.resolve(&live.resolver, req, now)
-    };
-    let finished = Finished {
-        tenant,
-        code,
-        origin: Origin::Upstream,
-        elapsed: Duration::from_micros(350),
-        error_kind: None,
-    };
-    shared.record(&live, &finished, at);
+    shared.with_live(|live| {
+        let tenant = if registry.is_current(tenant) {
+            tenant
+        } else {
+            registry.resolve(&live.resolver, req, now)
+        };
+        let finished = Finished {
+            tenant,
+            code,
+            origin: Origin::Upstream,
+            elapsed: Duration::from_micros(350),
+            error_kind: None,
+        };
+        shared.record(live, &finished, now);
+    });
     // Drop for Ctx
     global.request_finished();
 }

@@ -79,12 +79,12 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let live = self.shared.live.load();
         let now = self.shared.registry.now_secs(ctx.start);
-        ctx.tenant = self
-            .shared
-            .registry
-            .resolve(&live.resolver, session.req_header(), now);
+        ctx.tenant = self.shared.with_live(|live| {
+            self.shared
+                .registry
+                .resolve(&live.resolver, session.req_header(), now)
+        });
         if session.req_header().method == http::Method::CONNECT {
             // A sidecar in front of one API does not tunnel. pingora would
             // refuse it before any hook; refusing it here counts it with its
@@ -100,15 +100,8 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let live = self.shared.live.load();
-        let p = &live.config.proxy;
-        let mut peer = HttpPeer::new(live.upstream, p.upstream_tls, live.sni.clone());
-        peer.options.connection_timeout = Some(p.connect_timeout);
-        peer.options.total_connection_timeout = Some(p.connect_timeout);
-        peer.options.read_timeout = Some(p.read_timeout);
-        peer.options.write_timeout = Some(p.write_timeout);
-        peer.options.idle_timeout = Some(p.idle_timeout);
-        Ok(Box::new(peer))
+        // Built once per config (state.rs); pingora wants its own copy.
+        Ok(Box::new(self.shared.with_live(|live| live.peer.clone())))
     }
 
     async fn upstream_request_filter(
@@ -146,17 +139,17 @@ impl ProxyHttp for StatusProxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_status = Some(upstream_response.status.as_u16());
-        let live = self.shared.live.load();
-        if let Some(h) = &live.resolver.response_header {
+        let registry = &self.shared.registry;
+        self.shared.with_live(|live| {
+            let Some(h) = &live.resolver.response_header else {
+                return;
+            };
             if let Some(v) = upstream_response.headers.get(h) {
                 // The API knows the real tenant: it overrides what the request claimed.
-                let now = self.shared.registry.now_secs(ctx.start);
-                ctx.tenant = self
-                    .shared
-                    .registry
-                    .lookup(&live.resolver, v.as_bytes(), now);
+                let now = registry.now_secs(ctx.start);
+                ctx.tenant = registry.lookup(&live.resolver, v.as_bytes(), now);
             }
-        }
+        });
         Ok(())
     }
 
@@ -236,20 +229,21 @@ impl ProxyHttp for StatusProxy {
         };
         let shared = self.shared;
         let registry = &shared.registry;
-        let live = shared.live.load();
-        if !registry.is_current(ctx.tenant) {
-            // The slot was reclaimed while this (very long) request ran.
-            let now = registry.now_secs(end);
-            ctx.tenant = registry.resolve(&live.resolver, session.req_header(), now);
-        }
-        let finished = Finished {
-            tenant: ctx.tenant,
-            code,
-            origin,
-            elapsed: end.saturating_duration_since(ctx.start),
-            error_kind: ctx.error_kind,
-        };
-        shared.record(&live, &finished, end);
+        let now = registry.now_secs(end);
+        shared.with_live(|live| {
+            if !registry.is_current(ctx.tenant) {
+                // The slot was reclaimed while this (very long) request ran.
+                ctx.tenant = registry.resolve(&live.resolver, session.req_header(), now);
+            }
+            let finished = Finished {
+                tenant: ctx.tenant,
+                code,
+                origin,
+                elapsed: end.saturating_duration_since(ctx.start),
+                error_kind: ctx.error_kind,
+            };
+            shared.record(live, &finished, now);
+        });
 
         if let Some(e) = e {
             let req = session.req_header();

@@ -30,15 +30,16 @@ pub struct Finished {
 
 impl Shared {
     /// Count one finished response. `live` is the config the request ran
-    /// under (the caller has it loaded already); `at` is when it finished.
+    /// under (the caller has it loaded already); `now` is when it finished,
+    /// in the registry's seconds ([`crate::tenant::Registry::now_secs`]).
     #[inline]
-    pub fn record(&self, live: &Live, r: &Finished, at: Instant) {
+    pub fn record(&self, live: &Live, r: &Finished, now: u32) {
         let registry = &self.registry;
         let slot = registry.slot(r.tenant);
         slot.counters.add(r.origin, status::cell_of(r.code));
         slot.counters.observe(r.elapsed);
         if !r.tenant.is_reserved() {
-            registry.touch(r.tenant, registry.now_secs(at));
+            registry.touch(r.tenant, now);
             if slot.set_suspended(r.code == 451) {
                 self.global.suspension();
             }
@@ -65,7 +66,8 @@ impl ConnSink for Shared {
             elapsed,
             error_kind: None,
         };
-        self.record(&self.live.load(), &finished, Instant::now());
+        let now = self.registry.now_secs(Instant::now());
+        self.with_live(|live| self.record(live, &finished, now));
         tracing::debug!(status = code, "answered a request pingora could not parse");
     }
 

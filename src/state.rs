@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
 
 use crate::catalog::Catalog;
 use ipnet::IpNet;
@@ -31,6 +32,8 @@ pub struct Live {
     pub admin_allow: Vec<IpNet>,
     /// The TLS listener's certificate, when there is one.
     pub tls: Option<Arc<CertKey>>,
+    /// The upstream peer every request is sent to, with its timeouts.
+    pub peer: HttpPeer,
 }
 
 impl Live {
@@ -40,18 +43,42 @@ impl Live {
     /// and the address checked is the address used. ([`Config::load`] has
     /// checked the plain settings already.)
     pub fn build(config: Config) -> Result<Live, ConfigError> {
+        let upstream = config.upstream_addr()?;
+        let sni = config.sni();
+        let p = &config.proxy;
+        let mut peer = HttpPeer::new(upstream, p.upstream_tls, sni.clone());
+        peer.options.connection_timeout = Some(p.connect_timeout);
+        peer.options.total_connection_timeout = Some(p.connect_timeout);
+        peer.options.read_timeout = Some(p.read_timeout);
+        peer.options.write_timeout = Some(p.write_timeout);
+        peer.options.idle_timeout = Some(p.idle_timeout);
         Ok(Live {
             resolver: ResolverSpec::from_config(&config.tenant)?,
             catalog: Catalog::from_config(&config.catalog)?,
             signals: SignalSpec::all_from_config(&config)?,
-            upstream: config.upstream_addr()?,
-            sni: config.sni(),
+            upstream,
+            sni,
+            peer,
             admin_allow: config.admin_allow()?,
             tls: CertKey::load(&config.tls)?.map(Arc::new),
             config,
         })
     }
 }
+
+/// This thread's copy of one `Shared`'s live config (see `Shared::with_live`).
+struct LocalLive {
+    owner: u64,
+    version: u64,
+    live: Arc<Live>,
+}
+
+thread_local! {
+    static LOCAL_LIVE: std::cell::RefCell<Option<LocalLive>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Source of `Shared::id`.
+static NEXT_SHARED_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Outcome labels of `statuswatch_config_reloads_total{result}`.
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +88,10 @@ pub enum ReloadResult {
 }
 
 pub struct Shared {
+    /// Tells this state apart in the per-thread copies of `live`.
+    id: u64,
+    /// Bumped after every `live` swap: per-thread copies compare it.
+    live_version: AtomicU64,
     pub registry: Registry,
     pub global: Global,
     pub live: ArcSwap<Live>,
@@ -77,6 +108,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(live: Live) -> Arc<Shared> {
         Arc::new(Shared {
+            id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
+            live_version: AtomicU64::new(0),
             registry: Registry::new(live.config.tenant.max_tenants),
             global: Global::default(),
             detector: ArcSwap::new(detect::empty_snapshot(&live.signals)),
@@ -95,8 +128,37 @@ impl Shared {
         self.registry.set_limit(live.config.tenant.max_tenants);
         let now = self.registry.now_secs(std::time::Instant::now());
         self.live.store(Arc::new(live));
+        self.live_version.fetch_add(1, Ordering::Release);
         // Re-check names against the new pattern/allowlist right away.
         self.registry.sweep(&self.live.load().resolver, now);
+    }
+
+    /// Run `f` with the live config the way the request path reads it: from
+    /// this thread's copy, refreshed when a reload has swapped `live` since.
+    /// arc-swap's own `load` writes a per-thread debt slot (with a full
+    /// fence) each time, four times per request; this reads one atomic that
+    /// only a reload writes, so request threads share no written line for
+    /// it. Nested calls fall back to `load`.
+    #[inline]
+    pub fn with_live<R>(&self, mut f: impl FnMut(&Live) -> R) -> R {
+        let version = self.live_version.load(Ordering::Acquire);
+        let local = LOCAL_LIVE.try_with(|cell| {
+            let mut local = cell.try_borrow_mut().ok()?;
+            let fresh = matches!(&*local, Some(l) if l.owner == self.id && l.version == version);
+            if !fresh {
+                *local = Some(LocalLive {
+                    owner: self.id,
+                    version,
+                    live: self.live.load_full(),
+                });
+            }
+            Some(f(&local.as_ref()?.live))
+        });
+        match local {
+            Ok(Some(r)) => r,
+            // Nested, or during thread teardown: `f` has not run.
+            _ => f(&self.live.load()),
+        }
     }
 
     pub fn record_reload(&self, r: ReloadResult) {
@@ -156,6 +218,23 @@ mod tests {
             e.contains("tls.cert_file") && e.contains("/nonexistent/cert.pem"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn with_live_sees_a_reload_at_once_and_nests() {
+        let shared = Shared::new(Live::build(Config::defaults().unwrap()).unwrap());
+        let other = Shared::new(Live::build(Config::defaults().unwrap()).unwrap());
+        assert_eq!(shared.with_live(|l| l.config.tenant.max_tenants), 10_000);
+        let mut cfg = Config::defaults().unwrap();
+        cfg.tenant.max_tenants = 42;
+        shared.apply(Live::build(cfg).unwrap());
+        assert_eq!(shared.with_live(|l| l.config.tenant.max_tenants), 42);
+        // Another state on the same thread is not confused with the first.
+        assert_eq!(other.with_live(|l| l.config.tenant.max_tenants), 10_000);
+        let nested = shared.with_live(|a| {
+            other.with_live(|b| (a.config.tenant.max_tenants, b.config.tenant.max_tenants))
+        });
+        assert_eq!(nested, (42, 10_000));
     }
 
     #[test]

@@ -23,8 +23,10 @@
 //! The histogram lives in [`Counters`], so reclaiming a slot resets it with
 //! the response counters and a reclaimed tenant's series leave together.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::time::Duration;
 
 use crate::status::{self, Origin, CELLS};
@@ -208,22 +210,91 @@ struct Shard {
     sum_nanos: [[AtomicU64; 2]; 5],
 }
 
-thread_local! {
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+/// This thread's shard, and whether the thread is its only writer.
+///
+/// A thread takes one of the first `SHARDS - 1` shards for itself while one
+/// is free, and updates it with a plain load and store: an atomic
+/// read-modify-write is the costliest instruction on the request path
+/// (several per request), and a sole writer does not need one. Readers (the
+/// scrape) only load. A thread gives its shard back when it exits, so
+/// short-lived threads (blocking pools, tests) do not use them up; the
+/// Release/Acquire pair on the bitmap makes the next owner see the counts
+/// the last one wrote. Threads that find none free share the last shard,
+/// with read-modify-writes.
+#[derive(Clone, Copy)]
+struct ShardRef {
+    index: usize,
+    exclusive: bool,
 }
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+/// Bit i set = exclusive shard i has an owner.
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
+struct Owned(ShardRef);
+
+impl Owned {
+    fn acquire() -> Owned {
+        let mut taken = TAKEN.load(Relaxed);
+        loop {
+            let free = (!taken).trailing_zeros() as usize;
+            if free >= SHARDS - 1 {
+                return Owned(ShardRef {
+                    index: SHARDS - 1,
+                    exclusive: false,
+                });
+            }
+            match TAKEN.compare_exchange_weak(taken, taken | (1 << free), Acquire, Relaxed) {
+                Ok(_) => {
+                    return Owned(ShardRef {
+                        index: free,
+                        exclusive: true,
+                    })
+                }
+                Err(now) => taken = now,
+            }
+        }
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if self.0.exclusive {
+            TAKEN.fetch_and(!(1 << self.0.index), Release);
+        }
+    }
+}
+
+thread_local! {
+    static SHARD: Owned = Owned::acquire();
+}
 
 #[inline]
-fn shard_index() -> usize {
-    SHARD.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
-        s.set(v);
-        v
+fn shard_ref() -> ShardRef {
+    // During thread teardown (after the destructor ran): the shared shard.
+    SHARD.try_with(|o| o.0).unwrap_or(ShardRef {
+        index: SHARDS - 1,
+        exclusive: false,
     })
+}
+
+impl ShardRef {
+    #[inline]
+    fn add(self, c: &AtomicU64, n: u64) {
+        if self.exclusive {
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        } else {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    #[inline]
+    fn add_signed(self, c: &AtomicI64, n: i64) {
+        if self.exclusive {
+            c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+        } else {
+            c.fetch_add(n, Relaxed);
+        }
+    }
 }
 
 /// Histogram values read for exposition: cumulative bucket counts, count, sum.
@@ -260,12 +331,14 @@ impl Default for Global {
 impl Global {
     #[inline]
     pub fn request_started(&self) {
-        self.shards[shard_index()].in_flight.fetch_add(1, Relaxed);
+        let r = shard_ref();
+        r.add_signed(&self.shards[r.index].in_flight, 1);
     }
 
     #[inline]
     pub fn request_finished(&self) {
-        self.shards[shard_index()].in_flight.fetch_sub(1, Relaxed);
+        let r = shard_ref();
+        r.add_signed(&self.shards[r.index].in_flight, -1);
     }
 
     /// Record one request's duration in the histogram. Out-of-range codes
@@ -278,14 +351,15 @@ impl Global {
         if class >= status::OUT_OF_RANGE_CLASS {
             return;
         }
-        let shard = &self.shards[shard_index()];
+        let r = shard_ref();
+        let shard = &self.shards[r.index];
         let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
         let bucket = BUCKET_NANOS
             .iter()
             .position(|&b| nanos <= b)
             .unwrap_or(BUCKET_NANOS.len());
-        shard.buckets[class][origin as usize][bucket].fetch_add(1, Relaxed);
-        shard.sum_nanos[class][origin as usize].fetch_add(nanos, Relaxed);
+        r.add(&shard.buckets[class][origin as usize][bucket], 1);
+        r.add(&shard.sum_nanos[class][origin as usize], nanos);
     }
 
     /// Requests between `request_started` and `request_finished`.
@@ -358,6 +432,28 @@ impl Global {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_update_is_lost_with_more_threads_than_shards() {
+        // Threads past the exclusive shards share one with read-modify-writes;
+        // the first ones write their own without. Every count must arrive.
+        let g = Global::default();
+        let threads = SHARDS * 2;
+        let per = 20_000u64;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..per {
+                        g.request_started();
+                        g.observe(1, Origin::Upstream, Duration::from_micros(300));
+                        g.request_finished();
+                    }
+                });
+            }
+        });
+        assert_eq!(g.histogram(1, Origin::Upstream).count, threads as u64 * per);
+        assert_eq!(g.in_flight(), 0);
+    }
 
     #[test]
     fn counters_add_and_reset() {

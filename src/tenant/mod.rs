@@ -5,8 +5,10 @@
 //! * [`registry`]: the bounded, lock-free registry of tenant slots that turns
 //!   a claim into counters, folding invalid and over-the-cap tenants into the
 //!   reserved labels below;
-//! * [`redact`]: what of an API key may appear in a log line.
+//! * `recent`: a per-thread memo in front of the registry's shared map;
+//! * [`redact`](mod@redact): what of an API key may appear in a log line.
 
+mod recent;
 pub mod redact;
 pub mod registry;
 pub mod resolve;

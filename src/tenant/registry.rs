@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use pingora::http::RequestHeader;
 
+use super::recent;
 use super::resolve::{normalize, Claim, Normalized, ResolverSpec, MAX_LENGTH_CEILING};
 use super::{INVALID, NONE, OVERFLOW};
 use crate::config::MAX_TENANTS_CEILING;
@@ -101,7 +102,12 @@ pub struct Registry {
     limit: AtomicUsize,
     overflow_total: AtomicU64,
     epoch: Instant,
+    /// Tells this registry's entries apart in the per-thread memo.
+    id: u32,
 }
+
+/// Source of registry ids (0 is the memo's "empty").
+static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 impl Default for Registry {
     fn default() -> Self {
@@ -124,6 +130,7 @@ impl Registry {
             }),
             tracked: AtomicUsize::new(0),
             limit: AtomicUsize::new(limit.clamp(1, MAX_TENANTS_CEILING)),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             overflow_total: AtomicU64::new(0),
             epoch: Instant::now(),
         };
@@ -178,6 +185,22 @@ impl Registry {
 
     /// Resolve a raw tenant value (already extracted) to a slot.
     pub fn lookup(&self, spec: &ResolverSpec, raw: &[u8], now: u32) -> SlotRef {
+        if let Some(r) = recent::get(self.id, raw) {
+            let slot = self.slot(r);
+            if slot.generation() == r.gen {
+                slot.touch(now);
+                return r;
+            }
+        }
+        let r = self.lookup_shared(spec, raw, now);
+        if !r.is_reserved() {
+            recent::put(self.id, raw, r);
+        }
+        r
+    }
+
+    /// [`Registry::lookup`] without the per-thread memo.
+    fn lookup_shared(&self, spec: &ResolverSpec, raw: &[u8], now: u32) -> SlotRef {
         let mut buf = [0u8; MAX_LENGTH_CEILING];
         let name = match normalize(raw, spec.max_length, &mut buf) {
             Normalized::Empty => return SlotRef::NONE,
