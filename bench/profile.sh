@@ -7,8 +7,8 @@
 #   bash bench/profile.sh [TARGET...]     # default: statuswatch bare nginx
 #
 # Writes bench/out/profile-<stamp>/<target>.txt: CPU-µs/request for the run,
-# then perf's flat profile (self time by symbol, entries ≥ 0.5 %) and the same
-# grouped by DSO. Needs linux-perf (installed here from Debian if missing).
+# then perf's flat profile (self time by symbol, entries ≥ 0.5 %), the same
+# grouped by component (bench/profile_groups.py) and by DSO. Needs linux-perf (installed here from Debian if missing).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -19,7 +19,7 @@ LOG_TAG=profile
 TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(statuswatch bare nginx)
 DUR=${PROFILE_DURATION:-10}; TENANTS=${PROFILE_TENANTS:-1000}; CONNS=${PROFILE_CONNS:-64}
 PROXY_CPU=0; LOAD_CPU=1
-apt_install linux-perf wrk nginx-light procps python3 curl || apt_install linux-perf wrk nginx procps python3 curl
+apt_install linux-perf wrk nginx procps python3 curl
 ensure_cargo
 PERF="$(command -v perf || ls /usr/bin/perf_* 2>/dev/null | head -1)"
 OUT="$HERE/out/profile-$(date -u +%Y%m%dT%H%M%SZ)"; mkdir -p "$OUT"
@@ -94,6 +94,9 @@ for name in "${TARGETS[@]}"; do
     echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$reqs" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') CPU-us/request"
     echo "## self time by symbol (>= 0.5 %)"
     "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort symbol --percent-limit 0.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$'
+    echo "## self time by component"
+    "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort dso,symbol --percent-limit 0 -g none 2>/dev/null \
+      | python3 "$HERE/profile_groups.py"
     echo "## self time by DSO"
     "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
   } >"$OUT/$name.txt"
