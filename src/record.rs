@@ -76,12 +76,13 @@ impl ConnSink for Shared {
     }
 
     fn settings(&self) -> ConnSettings {
-        let live = self.live.load();
-        let p = &live.config.proxy;
-        ConnSettings {
-            max_connections: p.max_connections,
-            idle_timeout: p.client_idle_timeout,
-            head_timeout: p.client_header_timeout,
-        }
+        self.with_live(|live| {
+            let p = &live.config.proxy;
+            ConnSettings {
+                max_connections: p.max_connections,
+                idle_timeout: p.client_idle_timeout,
+                head_timeout: p.client_header_timeout,
+            }
+        })
     }
 }

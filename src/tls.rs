@@ -35,11 +35,22 @@ impl std::fmt::Debug for CertKey {
 
 impl CertKey {
     /// Read and check `tls.cert_file` and `tls.key_file`: PEM, at least one
-    /// certificate, and a key that matches the leaf. `None` without a TLS
-    /// listener. Errors name the key.
-    pub fn load(cfg: &TlsConfig) -> Result<Option<CertKey>, ConfigError> {
-        if cfg.listen.trim().is_empty() {
+    /// certificate, and a key that matches the leaf. `None` when neither is
+    /// set. Loaded whenever they are set, not only with `tls.listen`: the
+    /// listener only goes away at a restart, so a reload that clears
+    /// `tls.listen` must leave it a certificate to serve. Errors name the key.
+    pub(crate) fn load(cfg: &TlsConfig) -> Result<Option<CertKey>, ConfigError> {
+        let (cert, key) = (cfg.cert_file.trim(), cfg.key_file.trim());
+        if cert.is_empty() && key.is_empty() {
             return Ok(None);
+        }
+        for (k, v) in [("tls.cert_file", cert), ("tls.key_file", key)] {
+            if v.is_empty() {
+                return Err(ConfigError::invalid(
+                    k,
+                    "must be set with the other of tls.cert_file and tls.key_file",
+                ));
+            }
         }
         let read = |key: &str, path: &str| {
             read_small_file(std::path::Path::new(path.trim()))

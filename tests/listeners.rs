@@ -261,3 +261,30 @@ fn check_names_the_tls_key_that_is_wrong() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn a_reload_that_clears_tls_listen_keeps_the_listener_serving_until_restart() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "keep", "statuswatch-keep");
+    let (sw, tls) = start_tls(&up, &cert, &key);
+    let url = format!("https://{tls}/status/200");
+    assert_eq!(curl(&["--http1.1"], &url, "keep").1, 200);
+    // Same files, listener turned off: that only takes effect at a restart.
+    let extra = format!("[tls]\nlisten = \"\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n");
+    std::fs::write(
+        &sw.config_path,
+        config_toml(sw.proxy, sw.admin, up.addr, &extra),
+    )
+    .unwrap();
+    sw.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(10), "reload applied", || {
+        sw.metrics_now()
+            .get("statuswatch_config_reloads_total", &[("result", "success")])
+            .unwrap_or(0.0)
+            >= 1.0
+    });
+    assert!(sw.stderr().contains("tls.listen"), "{}", sw.stderr());
+    let (_, code, err) = curl(&["--http1.1"], &url, "keep");
+    assert_eq!(code, 200, "{err}");
+}

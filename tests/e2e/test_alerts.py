@@ -320,10 +320,17 @@ listen = "127.0.0.1:{admin_port}"
             if not check(status == 200, "GET /status/200 through the proxy answers 200"):
                 print(procs.tail("statuswatch"))
                 return timings
-            _, metrics = http_get(f"http://127.0.0.1:{admin_port}/metrics")
-            series = parse_exposition(metrics or "")
-            missing = [f"{n}{lab}" for n, lab in RULE_INPUTS
-                       if not any(sn == n and lab.items() <= sl.items() for sn, sl in series)]
+            def missing_inputs():
+                _, metrics = http_get(f"http://127.0.0.1:{admin_port}/metrics")
+                series = parse_exposition(metrics or "")
+                return [f"{n}{lab}" for n, lab in RULE_INPUTS
+                        if not any(sn == n and lab.items() <= sl.items() for sn, sl in series)]
+
+            # A response is tallied just after it is sent (the proxy's logging
+            # hook), so the client may be a moment ahead of /metrics.
+            missing = missing_inputs()
+            if missing and wait_until(lambda: not missing_inputs(), 5):
+                missing = []
             check(not missing, "/metrics exports the series the rules read"
                   + (f" (missing {missing})" if missing else ""))
             traffic = Traffic(proxy_port)
