@@ -81,8 +81,8 @@ pub(crate) struct ConnSettings {
 /// Per-connection bookkeeping shared by the stream wrapper and the app.
 #[derive(Debug, Default)]
 pub(crate) struct ConnState {
-    /// Set by `new_ctx`: the current request reached the proxy hooks.
-    ctx_created: AtomicBool,
+    /// Set by [`mark_hooked`]: the current request reached the proxy hooks.
+    hooked: AtomicBool,
     /// Capture the status of the next response header written.
     armed: AtomicBool,
     /// Status line captured since the last arm (0 = none).
@@ -98,7 +98,7 @@ pub(crate) struct ConnState {
 impl ConnState {
     /// Ready for the next request on the connection.
     fn reset(&self) {
-        self.ctx_created.store(false, Relaxed);
+        self.hooked.store(false, Relaxed);
         self.status.store(0, Relaxed);
         self.first_read.store(0, Relaxed);
         self.armed.store(true, Relaxed);
@@ -108,7 +108,7 @@ impl ConnState {
     /// (no proxy context, no response written).
     fn head_incomplete(&self) -> bool {
         self.first_read.load(Relaxed) != 0
-            && !self.ctx_created.load(Relaxed)
+            && !self.hooked.load(Relaxed)
             && self.status.load(Relaxed) == 0
     }
 }
@@ -139,7 +139,7 @@ pub(crate) fn mark_hooked(session: &ServerSession) {
         .stream()
         .and_then(|s| s.as_any().downcast_ref::<Counted>())
     {
-        c.state.ctx_created.store(true, Relaxed);
+        c.state.hooked.store(true, Relaxed);
     }
 }
 
@@ -169,7 +169,7 @@ impl Counted {
         }
         if let Some(code) = first.and_then(parse_status) {
             self.state.status.store(code, Relaxed);
-            if !self.state.ctx_created.load(Relaxed) {
+            if !self.state.hooked.load(Relaxed) {
                 let started = self.state.first_read.load(Relaxed);
                 let elapsed = if started == 0 {
                     Duration::ZERO

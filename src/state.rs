@@ -28,7 +28,6 @@ pub struct Live {
     pub catalog: Catalog,
     pub signals: Vec<SignalSpec>,
     pub upstream: SocketAddr,
-    pub sni: String,
     pub admin_allow: Vec<IpNet>,
     /// The TLS listener's certificate, when there is one.
     pub tls: Option<Arc<CertKey>>,
@@ -44,9 +43,8 @@ impl Live {
     /// checked the plain settings already.)
     pub fn build(config: Config) -> Result<Live, ConfigError> {
         let upstream = config.upstream_addr()?;
-        let sni = config.sni();
         let p = &config.proxy;
-        let mut peer = HttpPeer::new(upstream, p.upstream_tls, sni.clone());
+        let mut peer = HttpPeer::new(upstream, p.upstream_tls, config.sni());
         peer.options.connection_timeout = Some(p.connect_timeout);
         peer.options.total_connection_timeout = Some(p.connect_timeout);
         peer.options.read_timeout = Some(p.read_timeout);
@@ -57,7 +55,6 @@ impl Live {
             catalog: Catalog::from_config(&config.catalog)?,
             signals: SignalSpec::all_from_config(&config)?,
             upstream,
-            sni,
             peer,
             admin_allow: config.admin_allow()?,
             tls: CertKey::load(&config.tls)?.map(Arc::new),
