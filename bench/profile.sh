@@ -4,7 +4,7 @@
 # bench/run.sh (one proxy thread pinned to CPU 0; wrk and an nginx upstream on
 # CPU 1; 64 connections; 1,000 Zipf tenants), one after the other in one run.
 #
-#   bash bench/profile.sh [TARGET...]     # default: statuswatch bare nginx
+#   bash bench/profile.sh [TARGET...]     # default: statuswatch bare nginx (also: lean)
 #
 # Writes bench/out/profile-<stamp>/<target>.txt: CPU-µs/request for the run,
 # then perf's flat profile (self time by symbol, entries ≥ 0.5 %), the same
@@ -17,6 +17,7 @@ LOG_TAG=profile
 . "$ROOT/scripts/lib.sh"
 
 TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(statuswatch bare nginx)
+MODE=${PROFILE_MODE:-cpu}  # cpu: perf record; syscalls: perf trace -s (syscall counts and times per thread); none: CPU-µs/request only
 DUR=${PROFILE_DURATION:-10}; TENANTS=${PROFILE_TENANTS:-1000}; CONNS=${PROFILE_CONNS:-64}
 PROXY_CPU=0; LOAD_CPU=1
 apt_install linux-perf wrk nginx procps python3 curl
@@ -28,8 +29,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-(cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy >"$OUT/build.log" 2>&1)
-SW="$ROOT/target/release/statuswatch"; BARE="$ROOT/target/release/examples/bare_proxy"
+(cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy --example lean_proxy >"$OUT/build.log" 2>&1)
+SW="$ROOT/target/release/statuswatch"; BARE="$ROOT/target/release/examples/bare_proxy"; LEAN="$ROOT/target/release/examples/lean_proxy"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 
 UP_PORT="$(free_port)"
@@ -55,6 +56,8 @@ start() {  # NAME PORT -> prints the pid to profile
       taskset -c "$PROXY_CPU" "$SW" --config "$WORK/sw.toml" >"$OUT/$name.log" 2>&1 & ;;
     bare)
       taskset -c "$PROXY_CPU" "$BARE" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
+    lean)  # examples/lean_proxy.rs: forwarding on pingora-core sessions, nothing else
+      taskset -c "$PROXY_CPU" "$LEAN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
     nginx)
       mkdir -p "$WORK/px"
       cat >"$WORK/px.conf" <<NGX
@@ -85,11 +88,30 @@ for name in "${TARGETS[@]}"; do
   SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt" 2>&1 &
   wrk_pid=$!
   sleep 1
-  "$PERF" record -F 999 -e cpu-clock -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DUR - 2)) >/dev/null 2>&1 || true
+  if [ "$MODE" = none ]; then
+    sleep $((DUR - 2))
+  elif [ "$MODE" = syscalls ]; then
+    "$PERF" trace -s -p "$pid" -o "$WORK/trace.txt" -- sleep $((DUR - 2)) >/dev/null 2>&1 || true
+    "$PERF" stat -e context-switches,cpu-migrations -p "$pid" -o "$WORK/stat.txt" -- sleep 1 >/dev/null 2>&1 || true
+  else
+    "$PERF" record -F 999 -e cpu-clock -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DUR - 2)) >/dev/null 2>&1 || true
+  fi
   wait "$wrk_pid" || true
   t1="$(ticks "$pid")"
   reqs="$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
   hz="$(getconf CLK_TCK)"
+  if [ "$MODE" = none ]; then
+    echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v r="$reqs" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') CPU-us/request" >"$OUT/$name.txt"
+    log "$(head -1 "$OUT/$name.txt")"
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    continue
+  elif [ "$MODE" = syscalls ]; then
+    { echo "# $name: $reqs requests in ${DUR}s (traced for $((DUR - 2))s; the rate is lower under tracing)"
+      cat "$WORK/trace.txt" "$WORK/stat.txt"; } >"$OUT/$name.txt"
+    log "$(head -1 "$OUT/$name.txt")"
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    continue
+  fi
   {
     echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v hz="$hz" -v r="$reqs" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') CPU-us/request"
     echo "## self time by symbol (>= 0.5 %)"
@@ -101,6 +123,8 @@ for name in "${TARGETS[@]}"; do
     "$PERF" report -i "$WORK/perf.data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -15
   } >"$OUT/$name.txt"
   log "$(head -1 "$OUT/$name.txt")"
+  # PROFILE_KEEP=1 keeps perf.data for `perf report -i` (call graphs, lower limits).
+  if [ "${PROFILE_KEEP:-0}" = 1 ]; then cp "$WORK/perf.data" "$OUT/$name.perf.data"; fi
   kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 done
 log "profiles in $OUT"

@@ -93,7 +93,16 @@ pub(crate) struct ConnState {
     /// the rest of it: the head deadline starts counting then. Never touched
     /// when a head arrives in one read, the usual case.
     head_wait: tokio::sync::Notify,
+    /// Keep a copy of what is read, until the request's path is chosen: a
+    /// request the direct path does not take is handed to pingora-proxy as
+    /// these bytes. Only this connection's task touches the lock.
+    recording: AtomicBool,
+    recorded: std::sync::Mutex<Vec<u8>>,
 }
+
+/// What a connection keeps of a request head it read, at most (pingora's own
+/// head limit is larger; a longer copy is shrunk back after use).
+const RECORD_KEEP: usize = 4096;
 
 impl ConnState {
     /// Ready for the next request on the connection.
@@ -102,6 +111,24 @@ impl ConnState {
         self.status.store(0, Relaxed);
         self.first_read.store(0, Relaxed);
         self.armed.store(true, Relaxed);
+    }
+
+    fn start_recording(&self) {
+        self.recording.store(true, Relaxed);
+    }
+
+    /// Stop copying reads; the bytes copied since the start, if `take`.
+    fn stop_recording(&self, take: bool) -> Vec<u8> {
+        self.recording.store(false, Relaxed);
+        let Ok(mut rec) = self.recorded.lock() else {
+            return Vec::new();
+        };
+        let out = if take { rec.clone() } else { Vec::new() };
+        rec.clear();
+        if rec.capacity() > RECORD_KEEP {
+            rec.shrink_to(RECORD_KEEP);
+        }
+        out
     }
 
     /// A request head has begun arriving and nobody has taken it over yet
@@ -197,9 +224,16 @@ impl AsyncRead for Counted {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && self.state.first_read.load(Relaxed) == 0 {
-            let ns = (self.epoch.elapsed().as_nanos() as u64).max(1);
-            self.state.first_read.store(ns, Relaxed);
+        if buf.filled().len() > before {
+            if self.state.first_read.load(Relaxed) == 0 {
+                let ns = (self.epoch.elapsed().as_nanos() as u64).max(1);
+                self.state.first_read.store(ns, Relaxed);
+            }
+            if self.state.recording.load(Relaxed) {
+                if let Ok(mut rec) = self.state.recorded.lock() {
+                    rec.extend_from_slice(&buf.filled()[before..]);
+                }
+            }
         }
         if res.is_pending() && self.state.head_incomplete() {
             self.state.head_wait.notify_one();
@@ -306,17 +340,33 @@ impl Peek for Counted {
     }
 }
 
+/// A path that serves some HTTP/1 requests itself, before pingora-proxy
+/// (see [`crate::forward`]).
+#[async_trait]
+pub(crate) trait Direct: Send + Sync + 'static {
+    /// Whether it serves this request (head read, body not yet).
+    fn accepts(&self, session: &ServerSession) -> bool;
+    /// Serve it, counted; false when the connection must close.
+    async fn serve(&self, session: &mut ServerSession) -> bool;
+}
+
 /// The proxy listener's app: pingora's connection loop with the accounting
 /// and defences described in the module doc.
-pub(crate) struct ProxyApp<SV> {
+pub(crate) struct ProxyApp<SV, D> {
     inner: Arc<HttpProxy<SV>>,
+    direct: D,
     sink: &'static dyn ConnSink,
 }
 
-impl<SV> ProxyApp<SV> {
-    pub(crate) fn new(inner: HttpProxy<SV>, sink: &'static dyn ConnSink) -> ProxyApp<SV> {
+impl<SV, D> ProxyApp<SV, D> {
+    pub(crate) fn new(
+        inner: HttpProxy<SV>,
+        direct: D,
+        sink: &'static dyn ConnSink,
+    ) -> ProxyApp<SV, D> {
         ProxyApp {
             inner: Arc::new(inner),
+            direct,
             sink,
         }
     }
@@ -326,10 +376,11 @@ impl<SV> ProxyApp<SV> {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
-impl<SV> ServerApp for ProxyApp<SV>
+impl<SV, D> ServerApp for ProxyApp<SV, D>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
+    D: Direct,
 {
     async fn process_new(
         self: &Arc<Self>,
@@ -364,10 +415,11 @@ where
     }
 }
 
-impl<SV> ProxyApp<SV>
+impl<SV, D> ProxyApp<SV, D>
 where
     SV: ProxyHttp + Send + Sync + 'static,
     SV::CTX: Send + Sync,
+    D: Direct,
 {
     /// pingora's protocol decision: ALPN on TLS; on plain TCP, the h2c
     /// preface when h2c is enabled.
@@ -410,6 +462,11 @@ where
         // on bytes read ahead (pingora's default), which would drop them.
         session.set_pipelining_enabled(true);
         let mut persistent = None;
+        // Bytes read ahead by the previous (direct) request: the start of this one.
+        let mut prefix: Option<bytes::BytesMut> = None;
+        // After one request went to pingora-proxy, the rest of the connection
+        // does too: what it read ahead is inside its settings, out of reach.
+        let mut sticky = false;
         loop {
             if let Some(p) = persistent.take() {
                 HttpPersistentSettings::apply_to_session(p, &mut session);
@@ -422,6 +479,49 @@ where
                 session.set_keepalive(Some(idle_secs));
             }
             state.reset();
+            if !sticky {
+                state.start_recording();
+                let read = tokio::select! {
+                    biased;
+                    read = session.read_request() => read,
+                    _ = head_deadline(&state, epoch, settings.head_timeout) => {
+                        self.sink.conns().head_timeout();
+                        tracing::debug!("closed a connection whose request head did not arrive in time");
+                        return None;
+                    }
+                };
+                if matches!(read, Ok(false)) {
+                    return None; // closed between requests, as pingora-proxy
+                }
+                let direct = read.is_ok() && self.direct.accepts(&session);
+                let recorded = state.stop_recording(!direct);
+                if direct {
+                    if !self.direct.serve(&mut session).await {
+                        return None;
+                    }
+                    let mut next = HttpPersistentSettings::for_session(&session);
+                    let (stream, ahead) = session.finish().await.ok().flatten()?.into_parts();
+                    prefix = ahead.filter(|p| !p.is_empty());
+                    if let Some(p) = &prefix {
+                        next.set_pipelined_prefix(p.clone());
+                    }
+                    persistent = Some(next);
+                    session = ServerSession::new_http1(stream);
+                    continue;
+                }
+                // pingora-proxy reads the request again, from the bytes this
+                // session consumed: what was read ahead, then what it read.
+                let mut again = prefix.take().unwrap_or_default();
+                again.extend_from_slice(&recorded);
+                let mut next = HttpPersistentSettings::for_session(&session);
+                let ServerSession::H1(v1) = session else {
+                    return None;
+                };
+                next.set_pipelined_prefix(again);
+                session = ServerSession::new_http1(v1.into_inner());
+                HttpPersistentSettings::apply_to_session(next, &mut session);
+                sticky = true;
+            }
             let result = tokio::select! {
                 biased;
                 result = self.inner.process_new_http(session, shutdown) => result,

@@ -27,6 +27,7 @@ pub mod config;
 mod conn;
 pub mod demo;
 pub mod detect;
+mod forward;
 mod limit;
 pub mod metrics;
 mod proxy;

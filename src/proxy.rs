@@ -79,12 +79,7 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let now = self.shared.registry.now_secs(ctx.start);
-        ctx.tenant = self.shared.with_live(|live| {
-            self.shared
-                .registry
-                .resolve(&live.resolver, session.req_header(), now)
-        });
+        self.resolve_tenant(session.req_header(), ctx);
         if session.req_header().method == http::Method::CONNECT {
             // A sidecar in front of one API does not tunnel. pingora would
             // refuse it before any hook; refusing it here counts it with its
@@ -110,26 +105,7 @@ impl ProxyHttp for StatusProxy {
         upstream_request: &mut RequestHeader,
         _ctx: &mut Ctx,
     ) -> Result<()> {
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let ip = addr.ip().to_string();
-            let xff = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => {
-                    let mut v = prev.as_bytes().to_vec();
-                    v.extend_from_slice(b", ");
-                    v.extend_from_slice(ip.as_bytes());
-                    v
-                }
-                None => ip.into_bytes(),
-            };
-            if let Ok(v) = http::HeaderValue::from_bytes(&xff) {
-                upstream_request.insert_header("x-forwarded-for", v)?;
-            }
-        }
-        // Keep what a front proxy (which may have terminated TLS) already said.
-        if !upstream_request.headers.contains_key("x-forwarded-proto") {
-            upstream_request.insert_header("x-forwarded-proto", "http")?;
-        }
-        Ok(())
+        add_forwarded(session.client_addr(), upstream_request)
     }
 
     async fn upstream_response_filter(
@@ -138,53 +114,13 @@ impl ProxyHttp for StatusProxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.upstream_status = Some(upstream_response.status.as_u16());
-        let registry = &self.shared.registry;
-        self.shared.with_live(|live| {
-            let Some(h) = &live.resolver.response_header else {
-                return;
-            };
-            if let Some(v) = upstream_response.headers.get(h) {
-                // The API knows the real tenant: it overrides what the request claimed.
-                let now = registry.now_secs(ctx.start);
-                ctx.tenant = registry.lookup(&live.resolver, v.as_bytes(), now);
-            }
-        });
+        self.upstream_answered(upstream_response, ctx);
         Ok(())
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let already_answered = session
-            .response_written()
-            .is_some_and(|r| is_final(r.status));
-        let code = if already_answered {
-            // Headers are out; all we can do is cut the stream.
-            0
-        } else {
-            match e.etype() {
-                ErrorType::HTTPStatus(code) => *code,
-                _ => match e.esource() {
-                    ErrorSource::Upstream => {
-                        ctx.error_kind = Some(classify(e.etype()));
-                        if is_timeout(e.etype()) {
-                            504
-                        } else {
-                            502
-                        }
-                    }
-                    ErrorSource::Downstream => match e.etype() {
-                        ErrorType::WriteError
-                        | ErrorType::ReadError
-                        | ErrorType::ConnectionClosed => 0,
-                        ErrorType::ReadTimedout => 408,
-                        _ => 400,
-                    },
-                    ErrorSource::Internal | ErrorSource::Unset => 500,
-                },
-            }
-        };
+        let code = failure_code(e, session.response_written(), ctx);
         if code > 0 {
-            ctx.proxy_answered = true;
             if let Err(err) = session.respond_error(code).await {
                 tracing::debug!(error = %err, "could not send the error response; the client is gone");
             }
@@ -215,9 +151,53 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let (req, written) = (session.req_header(), session.response_written());
+        self.finish(req, written, e, ctx);
+    }
+}
+
+/// What both request paths share: pingora-proxy's hooks above and the
+/// direct HTTP/1 path in [`crate::forward`]. Each fact lives here once.
+impl StatusProxy {
+    pub(crate) fn shared(&self) -> &'static Shared {
+        self.shared
+    }
+
+    /// The tenant the request claims (`request_filter`).
+    pub(crate) fn resolve_tenant(&self, req: &RequestHeader, ctx: &mut Ctx) {
+        let now = self.shared.registry.now_secs(ctx.start);
+        ctx.tenant = self
+            .shared
+            .with_live(|live| self.shared.registry.resolve(&live.resolver, req, now));
+    }
+
+    /// The upstream's response header arrived: note its status, and let the
+    /// API's own tenant header override what the request claimed.
+    pub(crate) fn upstream_answered(&self, resp: &ResponseHeader, ctx: &mut Ctx) {
+        ctx.upstream_status = Some(resp.status.as_u16());
+        let registry = &self.shared.registry;
+        self.shared.with_live(|live| {
+            let Some(h) = &live.resolver.response_header else {
+                return;
+            };
+            if let Some(v) = resp.headers.get(h) {
+                // The API knows the real tenant: it overrides what the request claimed.
+                let now = registry.now_secs(ctx.start);
+                ctx.tenant = registry.lookup(&live.resolver, v.as_bytes(), now);
+            }
+        });
+    }
+
+    /// The request is over: count what was sent, once, and log it if it failed.
+    pub(crate) fn finish(
+        &self,
+        req: &RequestHeader,
+        written: Option<&ResponseHeader>,
+        e: Option<&Error>,
+        ctx: &mut Ctx,
+    ) {
         let end = Instant::now();
-        let sent = session
-            .response_written()
+        let sent = written
             .filter(|r| is_final(r.status))
             .map(|r| r.status.as_u16());
         let (code, origin) = match sent {
@@ -233,7 +213,7 @@ impl ProxyHttp for StatusProxy {
         shared.with_live(|live| {
             if !registry.is_current(ctx.tenant) {
                 // The slot was reclaimed while this (very long) request ran.
-                ctx.tenant = registry.resolve(&live.resolver, session.req_header(), now);
+                ctx.tenant = registry.resolve(&live.resolver, req, now);
             }
             let finished = Finished {
                 tenant: ctx.tenant,
@@ -246,7 +226,6 @@ impl ProxyHttp for StatusProxy {
         });
 
         if let Some(e) = e {
-            let req = session.req_header();
             let api_key = req
                 .headers
                 .get("x-api-key")
@@ -279,6 +258,77 @@ impl ProxyHttp for StatusProxy {
                 );
             }
         }
+    }
+}
+
+/// `X-Forwarded-For` (appended to) and `X-Forwarded-Proto` (kept if a front
+/// proxy, which may have terminated TLS, already set it) on the request sent
+/// upstream.
+pub(crate) fn add_forwarded(
+    client: Option<&pingora::protocols::l4::socket::SocketAddr>,
+    upstream_request: &mut RequestHeader,
+) -> Result<()> {
+    if let Some(addr) = client.and_then(|a| a.as_inet()) {
+        // An address fits in 45 bytes; format it on the stack, not in a String.
+        let mut ip = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut ip[..]);
+        let written = std::io::Write::write_fmt(&mut cursor, format_args!("{}", addr.ip()));
+        let len = cursor.position() as usize;
+        if written.is_ok() {
+            let ip = &ip[..len];
+            let value = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prev) => {
+                    let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
+                    v.extend_from_slice(prev.as_bytes());
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(ip);
+                    http::HeaderValue::from_bytes(&v)
+                }
+                None => http::HeaderValue::from_bytes(ip),
+            };
+            if let Ok(v) = value {
+                upstream_request.insert_header("x-forwarded-for", v)?;
+            }
+        }
+    }
+    if !upstream_request.headers.contains_key("x-forwarded-proto") {
+        upstream_request.insert_header("x-forwarded-proto", "http")?;
+    }
+    Ok(())
+}
+
+/// The status to answer a failed request with, or 0 to just close the
+/// connection (headers already sent, or the client is gone). An upstream
+/// failure also notes its kind in `ctx`; a non-zero answer is the proxy's.
+pub(crate) fn failure_code(e: &Error, written: Option<&ResponseHeader>, ctx: &mut Ctx) -> u16 {
+    if written.is_some_and(|r| is_final(r.status)) {
+        // Headers are out; all we can do is cut the stream.
+        return 0;
+    }
+    let code = failure_status(e, ctx);
+    ctx.proxy_answered |= code > 0;
+    code
+}
+
+fn failure_status(e: &Error, ctx: &mut Ctx) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        _ => match e.esource() {
+            ErrorSource::Upstream => {
+                ctx.error_kind = Some(classify(e.etype()));
+                if is_timeout(e.etype()) {
+                    504
+                } else {
+                    502
+                }
+            }
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                ErrorType::ReadTimedout => 408,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
     }
 }
 

@@ -23,6 +23,7 @@ use pingora::services::listening::Service;
 
 use crate::config::{Config, Sources};
 use crate::conn::ProxyApp;
+use crate::forward::Forwarder;
 use crate::proxy::StatusProxy;
 use crate::state::{Live, Shared};
 use crate::tasks::ControlTask;
@@ -105,7 +106,12 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     http.server_options = Some(options);
     // Our connection loop around pingora's, so that the 400 pingora writes
     // for an unparseable head is tallied too (see conn.rs).
-    let mut proxy = Service::new("statuswatch proxy".to_string(), ProxyApp::new(http, shared));
+    // Plain HTTP/1 requests take the direct path; the rest go to pingora-proxy.
+    let direct = Forwarder::new(StatusProxy::new(shared), &server.configuration);
+    let mut proxy = Service::new(
+        "statuswatch proxy".to_string(),
+        ProxyApp::new(http, direct, shared),
+    );
     // pingora gives every connection a 64 KiB read buffer by default: with
     // thousands of idle or slow clients that is most of the process's memory.
     // Heads are small, and body reads larger than the buffer bypass it.

@@ -1,0 +1,425 @@
+//! The direct HTTP/1 path: a plain request forwarded in one sequential
+//! exchange on pingora-core's session and connector APIs, without
+//! pingora-proxy's generic request machinery.
+//!
+//! # Why
+//! pingora-proxy runs every request through its full pipeline: two task
+//! channels and a `try_join!` of a downstream and an upstream half, cache,
+//! module and retry-buffer state, a boxed peer. For a sidecar in front of one
+//! JSON API that machinery cost more CPU than everything else in user space
+//! (issue 14: one bench run had a bare pingora-proxy at 85–88 CPU-µs/request
+//! and the same forwarding on pingora-core sessions at 49). The exchange
+//! here is what that pipeline does for a plain request, in order.
+//!
+//! # What it serves, and what it leaves to pingora-proxy
+//! Only a *plain* request ([`is_plain`]): one whose upstream copy
+//! pingora-proxy would send unchanged but for dropping `Connection`, so none
+//! of its request sanitising applies. Everything else (upgrades, `CONNECT`,
+//! `Expect`, chunked or large bodies, absolute-form targets, hop-by-hop
+//! fields, HTTP/1.0) and all of h2 go to pingora-proxy, which [`crate::conn`]
+//! hands the request bytes exactly as they were read. Both paths share the
+//! request logic in [`crate::proxy`] (tenant, forwarded headers, the
+//! upstream's answer, failure answers, the one `finish`).
+//!
+//! # Mirrored from pingora-proxy 0.9.1 (re-check on upgrade)
+//! - `proxy_common.rs`: `sanitize_h1_upstream_request` with the default
+//!   `HttpUpstreamRequestPolicy` (strips the hop-by-hop fields listed in
+//!   [`is_plain`], `Connection` and what it nominates),
+//!   `set_h1_host_from_authority`, `reconcile_upstream_authority` and
+//!   `finalize_h1_upstream_request_framing`: all identities for a plain
+//!   request except removing `Connection`.
+//! - `proxy_h1.rs`, `h1_response_filter`: a response with neither length nor
+//!   chunking (and a body) is re-framed as chunked HTTP/1.1; a 101 to a
+//!   request that asked for no upgrade is an upstream error.
+//! - `proxy_h1.rs`, `proxy_1to1`: the peer's read/write timeouts on the
+//!   upstream session; waiting for the response while watching the client
+//!   (`read_body_or_idle`), so a client that leaves is noticed at once.
+//! - `lib.rs`, the retry loop with the default `error_while_proxy`: up to
+//!   `max_retries` tries; an idempotent request is retried after a failure on
+//!   a reused connection (`RetryType::ReusedOnly`), or when the connector
+//!   marks the error retryable.
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::{header, Method, Version};
+use pingora::connectors::{ConnectorOptions, TransportConnector};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::http::v1::client::HttpSession as Upstream;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::ProxyHttp;
+use pingora::server::configuration::ServerConf;
+use pingora::upstreams::peer::Peer;
+
+use crate::conn::Direct;
+use crate::proxy::{add_forwarded, failure_code, Ctx, StatusProxy};
+
+/// The largest request body the direct path buffers (for a retry to replay
+/// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy.
+pub(crate) const MAX_BODY: u64 = 64 * 1024;
+
+/// Request fields pingora-proxy strips as hop-by-hop or handles specially;
+/// a request carrying any of them is not plain.
+const NOT_PLAIN: [&str; 10] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "expect",
+];
+
+/// Whether the direct path serves this request (head read, body not yet).
+pub(crate) fn is_plain(req: &RequestHeader) -> bool {
+    if req.version != Version::HTTP_11
+        || req.method == Method::CONNECT
+        || !req.raw_path().starts_with(b"/")
+    {
+        return false;
+    }
+    let mut hosts = 0;
+    let mut lengths = 0;
+    for (name, value) in req.headers.iter() {
+        if name == header::HOST {
+            hosts += 1;
+            // pingora-proxy rejects userinfo in Host; let it.
+            if value.as_bytes().contains(&b'@') {
+                return false;
+            }
+        } else if name == header::CONTENT_LENGTH {
+            lengths += 1;
+            let len = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if len.is_none_or(|l| l > MAX_BODY) {
+                return false;
+            }
+        } else if name == header::CONNECTION {
+            if !only_persistence_tokens(value.as_bytes()) {
+                return false;
+            }
+        } else if NOT_PLAIN.contains(&name.as_str()) || name.as_str() == "close" {
+            return false;
+        }
+    }
+    hosts <= 1 && lengths <= 1
+}
+
+/// `Connection` naming only `keep-alive` or `close` (a few times at most):
+/// removing it is then all pingora-proxy's nomination stripping does, as
+/// long as no field is named after those tokens ([`is_plain`] checks).
+fn only_persistence_tokens(v: &[u8]) -> bool {
+    v.split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .enumerate()
+        .all(|(i, t)| {
+            i < 4 && (t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close"))
+        })
+}
+
+/// The direct path: the proxy's request logic plus its own upstream pool.
+pub(crate) struct Forwarder {
+    proxy: StatusProxy,
+    transport: TransportConnector,
+    max_tries: usize,
+}
+
+impl Forwarder {
+    pub(crate) fn new(proxy: StatusProxy, conf: &ServerConf) -> Forwarder {
+        Forwarder {
+            proxy,
+            transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            max_tries: conf.max_retries.max(1),
+        }
+    }
+
+    /// Try until done, as pingora-proxy's retry loop does.
+    async fn exchange(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<()> {
+        let live = self.proxy.shared().live.load_full();
+        let peer = &live.peer;
+        let body = read_body(session).await?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (stream, reused) = match self.transport.get_stream(peer).await {
+                Ok(s) => s,
+                Err(mut e) => {
+                    e.retry.decide_reuse(false);
+                    if e.retry() && tries < self.max_tries {
+                        continue;
+                    }
+                    return Err(e.into_up());
+                }
+            };
+            let mut up = Upstream::new_with_options(stream, peer);
+            up.read_timeout = peer.options.read_timeout;
+            up.write_timeout = peer.options.write_timeout;
+            match self.one_try(session, &mut up, body.as_deref(), ctx).await {
+                Ok(()) => {
+                    up.respect_keepalive();
+                    if let Some(stream) = up.reuse().await {
+                        self.transport.release_stream(
+                            stream,
+                            peer.reuse_hash(),
+                            peer.idle_timeout(),
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(mut e) => {
+                    // pingora-proxy's default `error_while_proxy`.
+                    if session.req_header().method.is_idempotent() {
+                        e.retry.decide_reuse(reused);
+                    } else {
+                        e.set_retry(false);
+                    }
+                    if e.retry() && session.response_written().is_none() && tries < self.max_tries {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One request and its response over one upstream connection.
+    async fn one_try(
+        &self,
+        session: &mut ServerSession,
+        up: &mut Upstream,
+        body: Option<&[u8]>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let mut req = Box::new(session.req_header().clone());
+        req.remove_header(&header::CONNECTION);
+        add_forwarded(session.client_addr(), &mut req)?;
+        up.write_request_header(req)
+            .await
+            .map_err(|e| e.into_up())?;
+        if let Some(body) = body {
+            up.write_body(body).await.map_err(|e| e.into_up())?;
+        }
+        up.finish_body().await.map_err(|e| e.into_up())?;
+
+        let head_request = session.req_header().method == Method::HEAD;
+        loop {
+            // Wait for the response while watching the client: one that
+            // leaves (or half-closes) ends the request now, as in pingora-proxy.
+            tokio::select! {
+                biased;
+                read = up.read_response() => { read.map_err(|e| e.into_up())?; }
+                idle = session.read_body_or_idle(true) => {
+                    idle.map_err(|e| e.into_down())?;
+                    continue;
+                }
+            }
+            let Some(resp) = up.resp_header() else {
+                return Error::e_explain(InvalidHTTPHeader, "no response header")
+                    .map_err(|e| e.into_up());
+            };
+            let mut resp = Box::new(resp.clone());
+            if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                return Error::e_explain(InvalidHTTPHeader, "101 to a request without Upgrade")
+                    .map_err(|e| e.into_up());
+            }
+            if resp.status.is_informational() {
+                // 100 or 103: pass it on, then read the final response.
+                write_header(session, resp).await?;
+                continue;
+            }
+            let end = up.is_body_done();
+            reframe(&mut resp, head_request, end)?;
+            self.proxy.upstream_answered(&resp, ctx);
+            write_header(session, resp).await?;
+            break;
+        }
+        let ServerSession::H1(down) = session else {
+            return Error::e_explain(InternalError, "direct path on a non-HTTP/1 session");
+        };
+        while let Some(chunk) = up.read_body_ref().await.map_err(|e| e.into_up())? {
+            // A read can end inside a chunk's framing and yield nothing; an
+            // empty write would be the last-chunk marker to a chunked client.
+            if !chunk.is_empty() {
+                down.write_body(chunk).await.map_err(|e| e.into_down())?;
+            }
+        }
+        down.finish_body().await.map_err(|e| e.into_down())?;
+        Ok(())
+    }
+}
+
+async fn write_header(session: &mut ServerSession, resp: Box<ResponseHeader>) -> Result<()> {
+    session
+        .write_response_header(resp)
+        .await
+        .map_err(|e| e.into_down())
+}
+
+/// A response with a body but neither length nor chunking would force the
+/// client connection closed; chunk it instead (pingora-proxy's
+/// `h1_response_filter`).
+fn reframe(resp: &mut ResponseHeader, head_request: bool, end: bool) -> Result<()> {
+    let no_body = head_request || matches!(resp.status.as_u16(), 204 | 304);
+    if !no_body
+        && !end
+        && !resp.headers.contains_key(header::TRANSFER_ENCODING)
+        && !resp.headers.contains_key(header::CONTENT_LENGTH)
+    {
+        resp.set_version(Version::HTTP_11);
+        resp.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(())
+}
+
+/// The whole request body (at most [`MAX_BODY`], see [`is_plain`]), so that
+/// a retry can send it again. `None` for the usual body-less request.
+async fn read_body(session: &mut ServerSession) -> Result<Option<Bytes>> {
+    if session.is_body_empty() {
+        return Ok(None);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session
+        .read_request_body()
+        .await
+        .map_err(|e| e.into_down())?
+    {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
+}
+
+#[async_trait]
+impl Direct for Forwarder {
+    fn accepts(&self, session: &ServerSession) -> bool {
+        matches!(session, ServerSession::H1(_)) && is_plain(session.req_header())
+    }
+
+    async fn serve(&self, session: &mut ServerSession) -> bool {
+        crate::conn::mark_hooked(session);
+        let mut ctx = self.proxy.new_ctx();
+        self.proxy.resolve_tenant(session.req_header(), &mut ctx);
+        let result = self.exchange(session, &mut ctx).await;
+        let error = result.err();
+        if let Some(e) = &error {
+            let code = failure_code(e, session.response_written(), &mut ctx);
+            if code > 0 {
+                if let Err(err) = session.respond_error(code).await {
+                    tracing::debug!(error = %err, "could not send the error response; the client is gone");
+                }
+            }
+        }
+        self.proxy.finish(
+            session.req_header(),
+            session.response_written(),
+            error.as_deref(),
+            &mut ctx,
+        );
+        error.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, path: &[u8], headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build(method, path, None).expect("request");
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    #[test]
+    fn plain_requests() {
+        assert!(is_plain(&req("GET", b"/a", &[("Host", "x")])));
+        assert!(is_plain(&req("GET", b"/a", &[])));
+        assert!(is_plain(&req(
+            "POST",
+            b"/a",
+            &[
+                ("Host", "x"),
+                ("Content-Length", "10"),
+                ("Connection", "keep-alive")
+            ]
+        )));
+        assert!(is_plain(&req(
+            "GET",
+            b"/",
+            &[("Connection", "Keep-Alive, close")]
+        )));
+    }
+
+    #[test]
+    fn anything_pingora_proxy_would_rewrite_is_not_plain() {
+        for h in NOT_PLAIN {
+            assert!(!is_plain(&req("GET", b"/a", &[(h, "x")])), "{h}");
+        }
+        assert!(!is_plain(&req("CONNECT", b"/a", &[])));
+        assert!(!is_plain(&req("GET", b"http://h/a", &[])));
+        assert!(!is_plain(&req("OPTIONS", b"*", &[])));
+        assert!(!is_plain(&req(
+            "GET",
+            b"/a",
+            &[("Host", "a"), ("Host", "b")]
+        )));
+        assert!(!is_plain(&req("GET", b"/a", &[("Host", "u@h")])));
+        assert!(!is_plain(&req("GET", b"/a", &[("Connection", "x-secret")])));
+        assert!(!is_plain(&req(
+            "GET",
+            b"/a",
+            &[("Connection", "close"), ("Close", "1")]
+        )));
+        assert!(!is_plain(&req(
+            "GET",
+            b"/a",
+            &[("Connection", "close, close, close, close, close")]
+        )));
+        assert!(!is_plain(&req(
+            "POST",
+            b"/a",
+            &[("Content-Length", "65537")]
+        )));
+        assert!(!is_plain(&req(
+            "POST",
+            b"/a",
+            &[("Content-Length", "1"), ("Content-Length", "1")]
+        )));
+        assert!(!is_plain(&req("POST", b"/a", &[("Content-Length", "x")])));
+        let mut old = req("GET", b"/a", &[]);
+        old.set_version(Version::HTTP_10);
+        assert!(!is_plain(&old));
+    }
+
+    #[test]
+    fn unframed_bodies_are_chunked() {
+        let mut r = ResponseHeader::build(200, None).expect("response");
+        reframe(&mut r, false, false).expect("reframe");
+        assert_eq!(
+            r.headers.get("transfer-encoding").map(|v| v.as_bytes()),
+            Some(&b"chunked"[..])
+        );
+        for (code, head, end) in [
+            (200, true, false),
+            (204, false, false),
+            (304, false, false),
+            (200, false, true),
+        ] {
+            let mut r = ResponseHeader::build(code, None).expect("response");
+            reframe(&mut r, head, end).expect("reframe");
+            assert!(
+                r.headers.get("transfer-encoding").is_none(),
+                "{code} {head} {end}"
+            );
+        }
+        let mut r = ResponseHeader::build(200, None).expect("response");
+        r.insert_header("content-length", "3").expect("cl");
+        reframe(&mut r, false, false).expect("reframe");
+        assert!(r.headers.get("transfer-encoding").is_none());
+    }
+}
