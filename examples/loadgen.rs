@@ -5,7 +5,10 @@
 //! next request only after the previous one came back and times each request
 //! from its actual send. When the server stalls, the requests that *should*
 //! have been sent during the stall are never sent, so they are never measured:
-//! one 1 s stall shows up as a single slow sample ("coordinated omission").
+//! one 1 s stall shows up as a single slow sample per connection ("coordinated
+//! omission"). wrk 4 patches its histogram afterwards with synthetic samples
+//! spaced at the run's *average* per-connection interval, a guess; and paced
+//! wrk does not hold the asked rate (each connection waits delay + latency).
 //! Here every request has a time it was *intended* to be sent, fixed in advance
 //! by the rate (wrk2-style), and its latency is counted from that time to the
 //! end of its response. A connection that falls behind sends its backlog at
