@@ -687,11 +687,10 @@ struct ConnStats {
     late: u64,
     /// Status classes 1xx..5xx at [1..=5], anything else at [0].
     status: [u64; 6],
-    /// How far after its due time an on-schedule send actually went out (timer
-    /// and scheduling lag of this tool; it is part of the charged latency).
-    lag_max_us: u32,
-    lag_sum_us: u64,
-    on_time: u64,
+    /// How far after its due time each on-schedule send actually went out, µs:
+    /// this tool's timer and scheduling lag, which is part of the charged
+    /// latency (large when its core is busy with something else).
+    lag: Vec<u32>,
     /// The first error, for the summary (formatted once, off the happy path).
     first_error: Option<String>,
 }
@@ -708,9 +707,7 @@ impl ConnStats {
         }
         self.unsent += o.unsent;
         self.late += o.late;
-        self.lag_max_us = self.lag_max_us.max(o.lag_max_us);
-        self.lag_sum_us += o.lag_sum_us;
-        self.on_time += o.on_time;
+        self.lag.extend_from_slice(&o.lag);
         if self.first_error.is_none() {
             self.first_error = o.first_error;
         }
@@ -726,6 +723,7 @@ async fn drive(c: u64, plan: Arc<Plan>, mut conn: Option<TcpStream>) -> io::Resu
     let mut st = ConnStats {
         latency: Vec::with_capacity(cap),
         service: Vec::with_capacity(cap),
+        lag: Vec::with_capacity(cap),
         ..ConnStats::default()
     };
     let mut buf = Vec::with_capacity(16 * 1024);
@@ -795,10 +793,7 @@ async fn drive(c: u64, plan: Arc<Plan>, mut conn: Option<TcpStream>) -> io::Resu
             if late {
                 st.late += 1;
             } else {
-                let lag = as_us(sent.saturating_duration_since(intended));
-                st.lag_max_us = st.lag_max_us.max(lag);
-                st.lag_sum_us += u64::from(lag);
-                st.on_time += 1;
+                st.lag.push(as_us(sent.saturating_duration_since(intended)));
             }
             if let Some(status) = ok {
                 st.latency.push(as_us(charged_latency(intended, done)));
@@ -877,25 +872,31 @@ async fn run(
 fn report(mut st: ConnStats, rate: f64, conns: u32, duration: Duration) -> (String, String) {
     st.latency.sort_unstable();
     st.service.sort_unstable();
-    let (lat, svc) = (&st.latency, &st.service);
+    st.lag.sort_unstable();
+    let (lat, svc, lag) = (&st.latency, &st.service, &st.lag);
     let requests = lat.len() as u64;
     let errors: u64 = st.errors.iter().sum();
-    let mean = if lat.is_empty() {
-        0
-    } else {
-        lat.iter().map(|&v| u64::from(v)).sum::<u64>() / requests
+    let mean = |v: &[u32]| {
+        let n = v.len() as u64;
+        v.iter()
+            .map(|&x| u64::from(x))
+            .sum::<u64>()
+            .checked_div(n)
+            .unwrap_or(0)
     };
+    let lat_mean = mean(lat);
+    let lag_mean = mean(lag);
     let p = |q| percentile(lat, q);
     let sp = |q| percentile(svc, q);
     let max = lat.last().copied().unwrap_or(0);
+    let lag_max = lag.last().copied().unwrap_or(0);
     let achieved = requests as f64 / duration.as_secs_f64();
-    let lag_mean = st.lag_sum_us.checked_div(st.on_time).unwrap_or(0);
     let status_errors = st.status[4] + st.status[5];
     let line = format!(
-        "SWBENCH requests={requests} errors={errors} p50={} p99={} p999={} max={max} mean={mean} \
+        "SWBENCH requests={requests} errors={errors} p50={} p99={} p999={} max={max} mean={lat_mean} \
          late={} unsent={} status_errors={status_errors} s1xx={} s2xx={} s3xx={} s4xx={} s5xx={} \
          s_other={} duration_us={} rate={rate} rate_achieved={achieved:.1} connections={conns} \
-         svc_p50={} svc_p99={} svc_p999={} lag_mean={lag_mean} lag_max={}",
+         svc_p50={} svc_p99={} svc_p999={} lag_mean={lag_mean} lag_p99={} lag_max={lag_max}",
         p(50_000),
         p(99_000),
         p(99_900),
@@ -911,15 +912,15 @@ fn report(mut st: ConnStats, rate: f64, conns: u32, duration: Duration) -> (Stri
         sp(50_000),
         sp(99_000),
         sp(99_900),
-        st.lag_max_us,
+        percentile(lag, 99_000),
     );
     let mut human = format!(
         "loadgen: {requests} responses in {:.1} s ({achieved:.1}/s of {rate}/s asked, {conns} connections)\n\
          latency from intended send (coordinated-omission corrected), µs:\n  \
-         p50 {}  p99 {}  p99.9 {}  max {max}  mean {mean}\n\
+         p50 {}  p99 {}  p99.9 {}  max {max}  mean {lat_mean}\n\
          service time from actual send (what a closed loop would report), µs:\n  \
          p50 {}  p99 {}  p99.9 {}  max {}\n\
-         sends behind schedule: {} of {}; on-time send lag mean {lag_mean} µs, max {} µs\n\
+         sends behind schedule: {} of {}; this tool's lag on the others, µs: mean {lag_mean}  p99 {}  max {lag_max}\n\
          status: 1xx {} 2xx {} 3xx {} 4xx {} 5xx {} other {}\n",
         duration.as_secs_f64(),
         p(50_000),
@@ -930,8 +931,8 @@ fn report(mut st: ConnStats, rate: f64, conns: u32, duration: Duration) -> (Stri
         sp(99_900),
         svc.last().copied().unwrap_or(0),
         st.late,
-        st.late + st.on_time,
-        st.lag_max_us,
+        st.late + lag.len() as u64,
+        percentile(lag, 99_000),
         st.status[1],
         st.status[2],
         st.status[3],
@@ -1044,7 +1045,7 @@ mod tests {
             service: vec![3, 1, 2],
             status: [0, 0, 2, 0, 0, 1],
             late: 1,
-            on_time: 2,
+            lag: vec![5, 1],
             ..ConnStats::default()
         };
         let (line, _) = report(st, 3.0, 1, Duration::from_secs(1));
@@ -1061,6 +1062,9 @@ mod tests {
             " s5xx=1 ",
             " svc_p50=2 ",
             " duration_us=1000000 ",
+            " lag_mean=3 ",
+            " lag_p99=5 ",
+            " lag_max=5",
         ] {
             assert!(line.contains(kv), "{kv:?} missing from {line}");
         }
@@ -1380,7 +1384,7 @@ mod tests {
         assert_eq!(st.status[2], 60);
         assert_eq!(st.errors, [0; 4]);
         assert_eq!(st.unsent, 0);
-        assert_eq!(st.late + st.on_time, 60);
+        assert_eq!(st.late + st.lag.len() as u64, 60);
     }
 
     #[tokio::test]
