@@ -98,21 +98,22 @@ if [ "${BENCH_NO_OHA:-0}" != 1 ]; then
     if timeout 900 cargo install oha --locked >"$OUT/oha-install.log" 2>&1; then
       OHA="$(command -v oha || echo "$HOME/.cargo/bin/oha")"
     else
-      log "oha install failed or timed out; fixed-rate runs fall back to paced wrk"
+      log "oha install failed or timed out; fixed-rate runs use loadgen (examples/loadgen.rs)"
     fi
   fi
 fi
 if [ -n "$OHA" ]; then
   info latency_tool "oha $("$OHA" --version | awk '{print $2}') -q RATE --latency-correction -c $LAT_CONNS"
 else
-  info latency_tool "wrk paced with delay() (closed loop, no coordinated-omission correction; oha unavailable)"
+  info latency_tool "loadgen (examples/loadgen.rs): open loop, latency from intended send time (coordinated-omission corrected), $LAT_CONNS connections, 1 s warm-up"
 fi
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy >"$OUT/build.log" 2>&1) \
+(cd "$ROOT" && cargo build --release --locked --bins --example bare_proxy --example loadgen >"$OUT/build.log" 2>&1) \
   || { tail -n 30 "$OUT/build.log" >&2; exit 1; }
 SW="$ROOT/target/release/statuswatch"
 BARE="$ROOT/target/release/examples/bare_proxy"
+LOADGEN="$ROOT/target/release/examples/loadgen"
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 LUA="$HERE/traffic.lua"
@@ -433,14 +434,16 @@ ok = sum(dist.values())
 errs = sum(d.get("errorDistribution", {}).values())
 print(us("p50"), us("p99"), us("p99.9"), ok, errs)')"
   else
-    tool=wrk-paced
-    local pace=5 conns
-    conns=$(( rate * pace / 1000 )); [ "$conns" -lt 1 ] && conns=1
-    out="$(SWB_TENANTS=1 SWB_MODE=ok SWB_PACE_MS=$pace taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${LAT_DUR}s" \
-      --timeout 5s -s "$LUA" "http://127.0.0.1:$T_PORT/" 2>&1)" || true
-    local line; line="$(echo "$out" | grep '^SWBENCH' || echo 'SWBENCH requests=0 errors=1 p50=0 p99=0 p999=0')"
+    tool=loadgen
+    local lg_out="$OUT/loadgen-$target-$rate-$scrape.txt"
+    out="$(taskset -c "$LOAD_CPU" "$LOADGEN" --url "http://127.0.0.1:$T_PORT/status/200" --rate "$rate" \
+      --connections "$LAT_CONNS" --duration "$LAT_DUR" --warmup 1 -H "X-Tenant-Name: t1" 2>"$lg_out")" || true
+    echo "$out" >>"$lg_out"
+    local line; line="$(echo "$out" | grep '^SWBENCH' || echo 'SWBENCH requests=0 errors=1 unsent=0 p50=0 p99=0 p999=0')"
     kv() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
-    p50="$(kv p50)"; p99="$(kv p99)"; p999="$(kv p999)"; reqs="$(kv requests)"; errs="$(kv errors)"
+    p50="$(kv p50)"; p99="$(kv p99)"; p999="$(kv p999)"; reqs="$(kv requests)"
+    # due requests never sent (the target fell seconds behind the rate) count as errors too
+    errs=$(( $(kv errors) + $(kv unsent) ))
   fi
   if [ -n "$spid" ]; then kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$rate" "$tool" "$p50" "$p99" "$p999" "$reqs" "$errs" "$scrape" >>"$LAT_TSV"

@@ -6,21 +6,12 @@
 --                mixed : REV23 codes 200,201,400,401,402,403,404,409,451,500,503 + 429
 --                prime : every tenant once, in order (registers them all)
 --   SWB_CLOSE    1 = "Connection: close" (a new connection per request)
---   SWB_PACE_MS  >0 = wait this long between a connection's requests
---                (fixed-rate fallback when oha is not available)
 -- Requests are pre-built in init() (a ring of pre-sampled requests), so the
 -- load generator spends no time on sampling while measuring.
 local tenants = tonumber(os.getenv("SWB_TENANTS") or "1")
 local zipf_s = tonumber(os.getenv("SWB_ZIPF_S") or "1.0")
 local mode = os.getenv("SWB_MODE") or "ok"
 local close = os.getenv("SWB_CLOSE") == "1"
-local pace = tonumber(os.getenv("SWB_PACE_MS") or "0")
-
-if pace > 0 then
-  function delay()
-    return pace
-  end
-end
 
 -- code -> weight (percent) for the mixed workload
 local MIXED = {
