@@ -237,6 +237,11 @@ fn serve(conn: TcpStream) {
             let _ = w.write_all(b"HTTP/1.1 abc\r\n\x01\x02garbage\r\n\r\n");
             let _ = w.shutdown(Shutdown::Both);
             return;
+        } else if path == "/unframed" {
+            // HTTP/1.0 style: no length, the body ends when the connection does.
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
+            let _ = w.shutdown(Shutdown::Both);
+            return;
         } else if path == "/close" {
             let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             let _ = w.shutdown(Shutdown::Both);
