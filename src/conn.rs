@@ -14,6 +14,18 @@
 //! `CONNECT` is not an early answer: the proxy enables
 //! `allow_connect_method_proxying` and refuses it in its own hooks.
 //!
+//! # Two request paths
+//! The loop reads each HTTP/1 request head itself (with pingora-core's
+//! session) and offers it to a [`Direct`] path first (the plain-request
+//! forwarder, [`crate::forward`]). A request that path does not take goes to
+//! pingora-proxy, which reads it again from a copy of exactly the bytes the
+//! session consumed (fed back as its pipelined prefix), so pingora-proxy sees
+//! the connection as if it had read it itself: the same parse, the same 400
+//! for an unparseable head, the same body. The copy is taken only while a
+//! head is being read and dropped once the path is chosen. After one request
+//! went to pingora-proxy, the rest of that connection does too: what it read
+//! ahead stays inside its own settings.
+//!
 //! # Connection-level defences
 //! A cap on open connections ([`crate::limit`]); no HTTP state for a
 //! connection until its first byte; a keep-alive idle timeout that pingora
@@ -31,6 +43,9 @@
 //! - pingora-core `apps/mod.rs`, `impl<T: HttpServerApp> ServerApp for T`:
 //!   the h1 loop below mirrors it (keep-alive, `keepalive_request_limit`,
 //!   persistent settings, shutdown) and its h2/h2c decision.
+//! - pingora-core `protocols/http/v1/server.rs`: `read_request` still reads
+//!   a pipelined prefix before the socket, and nothing else than the head
+//!   (plus what arrived with it) before returning; the hand-off relies on it.
 //! - pingora-proxy `lib.rs`, `handle_new_request`: still the only place that
 //!   writes a response before `new_ctx`, and still only for
 //!   `InvalidHTTPHeader` (400) and, when not allowed, `CONNECT` (405).

@@ -5,10 +5,14 @@
 //! Data flows one way, and the module graph has no cycles:
 //!
 //! ```text
-//! request ─▶ conn (connection loop) ─▶ proxy (pingora hooks) ─▶ tenant (who)
-//!        ─▶ record (one finished response) ─▶ tally (counters)
+//! request ─▶ conn (connection loop) ─▶ forward (plain HTTP/1, direct)  ─┐
+//!                                   └▶ pingora-proxy (everything else) ─┴▶ proxy (request logic)
+//!        ─▶ tenant (who) ─▶ record (one finished response) ─▶ tally (counters)
 //!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics)
 //! ```
+//!
+//! Both request paths run the same request logic in `proxy`: pingora-proxy
+//! through its `ProxyHttp` hooks, `forward` by calling it in order.
 //!
 //! [`config`] is a leaf that only parses and checks plain settings;
 //! [`state::Live::build`] turns a config into everything the request path
