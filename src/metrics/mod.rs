@@ -37,6 +37,15 @@ pub fn render(shared: &Shared, out: &mut String) {
     process::render_process(out);
 }
 
+/// The `/metrics` body, as the admin listener serves it. `size_hint` is
+/// the previous body's length, so the buffer is allocated once at its
+/// final size instead of doubling through the render.
+pub fn body(shared: &Shared, size_hint: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(size_hint + 1024);
+    render(shared, &mut out);
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
