@@ -15,7 +15,8 @@
 //!   buffer (the render alone, no allocation of the body).
 //!
 //! Run with `cargo bench --bench scrape`; bytes and series per scrape are
-//! printed before the measurements.
+//! printed before the measurements. `SCRAPE_DUMP=DIR` also writes each body
+//! to `DIR/scrape-{N}.txt`, to compare the text of two builds.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -151,6 +152,10 @@ fn bench_scrape(c: &mut Criterion) {
             "scrape: {tenants} tenants: {} bytes, {series} series per scrape",
             body.len()
         );
+        if let Some(dir) = std::env::var_os("SCRAPE_DUMP") {
+            let path = std::path::Path::new(&dir).join(format!("scrape-{tenants}.txt"));
+            std::fs::write(&path, &body).expect("write SCRAPE_DUMP");
+        }
         g.bench_function(format!("render_{tenants}_tenants"), |b| {
             let mut hint = body.len();
             b.iter(|| {

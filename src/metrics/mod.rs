@@ -47,6 +47,9 @@ pub fn body(shared: &Shared, size_hint: usize) -> Vec<u8> {
 }
 
 #[cfg(test)]
+mod exposition_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
