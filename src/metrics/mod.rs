@@ -7,6 +7,7 @@
 //! prometheus crate's label hashing. The prometheus crate supplies only the
 //! standard `process_*` collector.
 //!
+//! * `tenants`: the tenants of one scrape, read from the registry once;
 //! * `tallies`: the per-tenant and process-wide counters;
 //! * `detector`: the detector's snapshot;
 //! * `process`: catalog, build, reloads, connections, `process_*`;
@@ -15,6 +16,7 @@
 mod detector;
 mod process;
 mod tallies;
+mod tenants;
 mod text;
 
 use crate::state::Shared;
@@ -29,9 +31,10 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(shared: &Shared, out: &mut String) {
     out.clear();
     let live = shared.live.load();
-    tallies::render(shared, &live.catalog, out);
-    detector::render(shared, out);
-    tallies::render_suspensions(shared, out);
+    let tenants = tenants::Tenants::collect(&shared.registry);
+    tallies::render(shared, &tenants, &live.catalog, out);
+    detector::render(shared, &tenants, out);
+    tallies::render_suspensions(shared, &tenants, out);
     process::render_info(shared, &live.catalog, out);
     process::render_connections(shared, out);
     process::render_process(out);
@@ -178,8 +181,19 @@ mod tests {
 
     #[test]
     fn escaping() {
-        let mut s = String::new();
-        escape_into(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, "a\\\"b\\\\c\\nd");
+        for (raw, want) in [
+            ("a\"b\\c\nd", "a\\\"b\\\\c\\nd"),
+            ("", ""),
+            ("plain-tenant", "plain-tenant"),
+            ("\"\"", "\\\"\\\""),
+            ("\\", "\\\\"),
+            ("end\n", "end\\n"),
+            ("é\"ü", "é\\\"ü"),
+            ("\r\t", "\r\t"),
+        ] {
+            let mut s = String::from(">");
+            escape_into(&mut s, raw);
+            assert_eq!(s, format!(">{want}"), "{raw:?}");
+        }
     }
 }
