@@ -190,10 +190,8 @@ impl ServeHttp for AdminApp {
                     }
                     return resp;
                 }
-                let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 1024);
-                metrics::render(self.shared, &mut out);
-                self.last_len.store(out.len(), Ordering::Relaxed);
-                let body = out.into_bytes();
+                let body = metrics::body(self.shared, self.last_len.load(Ordering::Relaxed));
+                self.last_len.store(body.len(), Ordering::Relaxed);
                 Response::builder()
                     .status(StatusCode::OK)
                     .header(http::header::CONTENT_TYPE, metrics::CONTENT_TYPE)

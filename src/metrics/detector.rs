@@ -1,12 +1,13 @@
 //! The detector's published state: active spikes, the ratios it judged and
 //! spike onsets, overall (`tenant="__all__"`) and per tenant.
 
+use super::tenants::Tenants;
 use super::text::{escape_into, header, push_float};
 use crate::state::Shared;
 use crate::tenant::ALL;
 
 /// Every detector family, in exposition order.
-pub(super) fn render(shared: &Shared, out: &mut String) {
+pub(super) fn render(shared: &Shared, tenants: &Tenants, out: &mut String) {
     let snap = shared.detector.load();
     header(
         out,
@@ -93,19 +94,21 @@ pub(super) fn render(shared: &Shared, out: &mut String) {
             sig.overall.spikes_total as f64,
         );
     }
+    let mut prefix = String::new();
     for (i, sig) in snap.signals.iter().enumerate() {
-        shared.registry.for_each(|tenant, r, _| {
-            if let Some(n) = snap.spikes_total(r, i) {
-                spike_line(
-                    out,
-                    "statuswatch_spikes_total",
-                    &sig.name,
-                    tenant,
-                    None,
-                    n as f64,
-                );
+        prefix.clear();
+        prefix.push_str("statuswatch_spikes_total{signal=\"");
+        escape_into(&mut prefix, &sig.name);
+        prefix.push_str("\",tenant=\"");
+        for t in tenants.iter() {
+            if let Some(n) = snap.spikes_total(t.r, i) {
+                out.push_str(&prefix);
+                out.push_str(t.label);
+                out.push_str("\"} ");
+                push_float(out, n as f64);
+                out.push('\n');
             }
-        });
+        }
     }
 }
 

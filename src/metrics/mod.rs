@@ -7,6 +7,7 @@
 //! prometheus crate's label hashing. The prometheus crate supplies only the
 //! standard `process_*` collector.
 //!
+//! * `tenants`: the tenants of one scrape, read from the registry once;
 //! * `tallies`: the per-tenant and process-wide counters;
 //! * `detector`: the detector's snapshot;
 //! * `process`: catalog, build, reloads, connections, `process_*`;
@@ -15,6 +16,7 @@
 mod detector;
 mod process;
 mod tallies;
+mod tenants;
 mod text;
 
 use crate::state::Shared;
@@ -29,13 +31,26 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub fn render(shared: &Shared, out: &mut String) {
     out.clear();
     let live = shared.live.load();
-    tallies::render(shared, &live.catalog, out);
-    detector::render(shared, out);
-    tallies::render_suspensions(shared, out);
+    let tenants = tenants::Tenants::collect(&shared.registry);
+    tallies::render(shared, &tenants, &live.catalog, out);
+    detector::render(shared, &tenants, out);
+    tallies::render_suspensions(shared, &tenants, out);
     process::render_info(shared, &live.catalog, out);
     process::render_connections(shared, out);
     process::render_process(out);
 }
+
+/// The `/metrics` body, as the admin listener serves it. `size_hint` is
+/// the previous body's length, so the buffer is allocated once at its
+/// final size instead of doubling through the render.
+pub fn body(shared: &Shared, size_hint: usize) -> Vec<u8> {
+    let mut out = String::with_capacity(size_hint + 1024);
+    render(shared, &mut out);
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod exposition_tests;
 
 #[cfg(test)]
 mod tests {
@@ -166,8 +181,19 @@ mod tests {
 
     #[test]
     fn escaping() {
-        let mut s = String::new();
-        escape_into(&mut s, "a\"b\\c\nd");
-        assert_eq!(s, "a\\\"b\\\\c\\nd");
+        for (raw, want) in [
+            ("a\"b\\c\nd", "a\\\"b\\\\c\\nd"),
+            ("", ""),
+            ("plain-tenant", "plain-tenant"),
+            ("\"\"", "\\\"\\\""),
+            ("\\", "\\\\"),
+            ("end\n", "end\\n"),
+            ("é\"ü", "é\\\"ü"),
+            ("\r\t", "\r\t"),
+        ] {
+            let mut s = String::from(">");
+            escape_into(&mut s, raw);
+            assert_eq!(s, format!(">{want}"), "{raw:?}");
+        }
     }
 }

@@ -50,13 +50,19 @@ fn push_int_signed(out: &mut String, v: i64) {
 }
 
 /// Escape a label value per the text format: backslash, quote, newline.
+/// Runs without any of them are copied whole.
 pub fn escape_into(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+    let mut rest = v;
+    while let Some(i) = rest.find(['\\', '"', '\n']) {
+        let (plain, tail) = rest.split_at(i);
+        out.push_str(plain);
+        let mut chars = tail.chars();
+        out.push_str(match chars.next() {
+            Some('\\') => "\\\\",
+            Some('"') => "\\\"",
+            _ => "\\n",
+        });
+        rest = chars.as_str();
     }
+    out.push_str(rest);
 }

@@ -344,6 +344,24 @@ impl Registry {
         }
     }
 
+    /// Visit every label with its reference, without reading the slots: the
+    /// scrape collects these once and reads the slots in slot order, each
+    /// checked with [`Registry::is_current`] when it is read.
+    pub fn for_each_label(&self, mut f: impl FnMut(&str, SlotRef)) {
+        for (i, name) in RESERVED_NAMES.iter().enumerate() {
+            f(
+                name,
+                SlotRef {
+                    idx: i as u32,
+                    gen: 0,
+                },
+            );
+        }
+        for (name, r) in self.map.pin().iter() {
+            f(name, *r);
+        }
+    }
+
     /// The label of a reference, if it is still current.
     pub fn name_of(&self, r: SlotRef) -> Option<String> {
         if r.is_reserved() {
