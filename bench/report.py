@@ -177,6 +177,32 @@ if lat:
           f". Scrapes: {info.get('scrape', 'n/a')}.")
         w("")
 
+# scrape under saturation (run.sh pass 3)
+scrapes = tsv("scrape.tsv")
+if scrapes:
+    w("## Scrape under saturation")
+    w("")
+    w("statuswatch with N tenants primed and wrk saturating it (mixed codes, keep-alive, same connections as "
+      "above); `/metrics` scraped once a second by curl on the load generator's CPU. The admin thread shares "
+      "the proxy's core. **admin CPU** = the admin thread's own CPU time per scrape "
+      "(`/proc/PID/task/TID/schedstat`: render, the `process_*` reads, writing the body to the socket); "
+      "**run-queue wait** = time it was runnable while the core ran something else (the proxy's worker). "
+      "Wall time minus both is time the thread waited on the socket for curl. Means per scrape.")
+    w("")
+    w("| tenants | series | bytes | scrapes | mean ms | p50 ms | max ms | admin CPU ms | run-queue wait ms | proxy req/s | proxy util |")
+    w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sorted({int(r["tenants"]) for r in scrapes}):
+        rs = [r for r in scrapes if int(r["tenants"]) == n]
+        wall = [fnum(r["wall_ms"]) or 0 for r in rs]
+        cpu = [v for v in (fnum(r["admin_cpu_ms"]) for r in rs) if v is not None]
+        wait = [v for v in (fnum(r["admin_wait_ms"]) for r in rs) if v is not None]
+        kv = dict(x.split("=", 1) for x in info.get(f"scrape_saturated/{n}", "").split() if "=" in x)
+        mean = lambda v: f"{statistics.mean(v):.2f}" if v else "–"
+        w(f"| {n} | {kv.get('series') or '–'} | {int(statistics.median(int(r['bytes'] or 0) for r in rs))} | "
+          f"{len(rs)} | {mean(wall)} | {statistics.median(wall):.2f} | {max(wall):.2f} | {mean(cpu)} | "
+          f"{mean(wait)} | {kv.get('rps', '–')} | {kv.get('util', '–')} |")
+    w("")
+
 # criterion
 crit = os.path.join(root, "target", "criterion")
 est = {}
@@ -200,7 +226,7 @@ def fmt_ns(ns):
 
 
 if est:
-    w("## Micro-benchmarks (`cargo bench --bench hot_path`, criterion median)")
+    w("## Micro-benchmarks (`cargo bench --bench hot_path`, `--bench scrape`; criterion median)")
     w("")
     w("| benchmark | median |")
     w("|---|---:|")

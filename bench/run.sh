@@ -469,6 +469,71 @@ if [ "$SLOWEST" -gt 0 ]; then
     if [ -n "$T_PIDS" ]; then stop "$T_PID"; fi
   done
 fi
+
+# ================================================================ pass 3: scrape under saturation
+# Issue 14: how long a scrape of /metrics takes while the proxy saturates its core, and
+# whether that is render work or waiting for the core. The admin thread shares CPU 0 with the
+# proxy's worker (taskset pins the whole process).
+SCRAPE_TENANTS=(1000 10000)
+SCRAPE_TSV="$OUT/scrape.tsv"
+printf 'tenants\tscrape\twall_ms\tbytes\tadmin_cpu_ms\tadmin_wait_ms\n' >"$SCRAPE_TSV"
+
+schedstat() {  # TID -> "run_ns wait_ns" of the proxy's thread TID (/proc/PID/task/TID/schedstat)
+  local v
+  v="$(cat "/proc/$T_PID/task/$1/schedstat" 2>/dev/null || true)"
+  echo "${v:-0 0 0}" | awk '{print $1, $2}'
+}
+
+# scrape_saturated TENANTS: a fresh statuswatch with TENANTS primed, saturated by wrk (mixed codes,
+# keep-alive, $CONNS connections) while curl, on the load generator's CPU, scrapes /metrics once a
+# second. Per scrape (scrape.tsv): curl's time_total, bytes, and the admin thread's CPU time and
+# run-queue wait from its schedstat (ns, exact; /proc stat ticks are 10 ms). Wall time minus both
+# is time the thread slept, i.e. waiting on the socket for curl. A scrape still running when wrk
+# ends is dropped, so every row was taken under load. info gets the run's req/s, the proxy's CPU
+# utilisation (1.00 = its core saturated) and the series in a body taken right after.
+scrape_saturated() {
+  local n="$1" t tid="" wpid out b0 b1 a0 a1 line c0 c1 k=0
+  start_target "statuswatch-scrape-$n"
+  prime_tenants "$n" >/dev/null
+  for t in /proc/"$T_PID"/task/*; do
+    # thread names are cut to 15 characters: statuswatch-admin -> statuswatch-adm
+    if [ "$(cat "$t/comm" 2>/dev/null)" = statuswatch-adm ]; then tid="${t##*/}"; fi
+  done
+  [ -n "$tid" ] || log "statuswatch-scrape-$n: no statuswatch-admin thread; admin CPU not measured"
+  c0="$(cpu_ticks)"
+  SWB_TENANTS="$n" SWB_MODE=mixed taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$(( SCRAPE_DUR + 1 ))s" --timeout 5s \
+    -s "$LUA" "http://127.0.0.1:$T_PORT/" >"$OUT/wrk-scrape-$n.txt" 2>&1 &
+  wpid=$!; STARTED+=("$wpid")
+  sleep 1   # wrk saturates the proxy before the first scrape
+  while kill -0 "$wpid" 2>/dev/null; do
+    read -r b0 b1 <<<"$(schedstat "$tid")"
+    # to /dev/null: curl writing 10 MB to a file on the busy load CPU doubled the wall time
+    out="$(taskset -c "$LOAD_CPU" curl -s -o /dev/null -w '%{time_total} %{size_download}' \
+      "http://127.0.0.1:$T_ADMIN/metrics" || true)"
+    read -r a0 a1 <<<"$(schedstat "$tid")"
+    kill -0 "$wpid" 2>/dev/null || break
+    if [ -n "$out" ]; then
+      k=$((k + 1))
+      echo "$out $b0 $b1 $a0 $a1" | awk -v OFS='\t' -v n="$n" -v k="$k" -v t="$tid" \
+        '{c = t == "" ? "" : sprintf("%.2f", ($5 - $3) / 1e6); w = t == "" ? "" : sprintf("%.2f", ($6 - $4) / 1e6);
+          print n, k, sprintf("%.2f", $1 * 1000), $2, c, w}' >>"$SCRAPE_TSV"
+    fi
+    sleep 1
+  done
+  wait "$wpid" 2>/dev/null || true
+  c1="$(cpu_ticks)"
+  curl -s -o "$WORK/scrape-body.txt" "http://127.0.0.1:$T_ADMIN/metrics" || true   # for the series count
+  line="$(grep '^SWBENCH' "$OUT/wrk-scrape-$n.txt" || true)"
+  info "scrape_saturated/$n" "$(echo "$line" | tr ' ' '\n' | awk -F= -v t=$((c1 - c0)) -v hz="$TCK" \
+    '$1 == "requests" {r = $2} $1 == "duration_us" {d = $2}
+     END {printf "rps=%.0f util=%.2f", d ? r / (d / 1e6) : 0, d ? t / hz / (d / 1e6) : 0}') series=$(grep -vc '^#' "$WORK/scrape-body.txt" 2>/dev/null || true)"
+  log "statuswatch-scrape-$n: $k scrapes under saturation"
+  stop "$T_PID"
+}
+
+log "pass 3: /metrics scraped every second while wrk saturates statuswatch (${SCRAPE_TENANTS[*]} tenants)"
+for n in "${SCRAPE_TENANTS[@]}"; do scrape_saturated "$n"; done
+
 info loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ================================================================ report
