@@ -17,10 +17,18 @@ LOG_TAG=profile
 . "$ROOT/scripts/lib.sh"
 
 TARGETS=("$@"); [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(statuswatch bare nginx)
-MODE=${PROFILE_MODE:-cpu}  # cpu: perf record; syscalls: perf trace -s (syscall counts and times per thread); none: CPU-µs/request only
+MODE=${PROFILE_MODE:-cpu}  # cpu: perf record; syscalls: perf trace -s (syscall counts and times per thread); none: CPU-µs/request only;
+# instructions: user-space instructions per request under valgrind (callgrind), which unlike CPU time
+# does not move with the machine's noise: the way to compare small changes here (kernel work not included)
 DUR=${PROFILE_DURATION:-10}; TENANTS=${PROFILE_TENANTS:-1000}; CONNS=${PROFILE_CONNS:-64}
 PROXY_CPU=0; LOAD_CPU=1
 apt_install linux-perf wrk nginx procps python3 curl
+WRAP=()
+if [ "$MODE" = instructions ]; then
+  apt_install valgrind
+  # Counted only between the toggles around the measured wrk run.
+  WRAP=(valgrind --tool=callgrind --instr-atstart=no --vgdb=yes --callgrind-out-file=/tmp/swprofile-cg.%p.out)
+fi
 ensure_cargo
 PERF="$(command -v perf || ls /usr/bin/perf_* 2>/dev/null | head -1)"
 OUT="$HERE/out/profile-$(date -u +%Y%m%dT%H%M%SZ)"; mkdir -p "$OUT"
@@ -53,11 +61,11 @@ start() {  # NAME PORT -> prints the pid to profile
     statuswatch)
       printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\nthreads = 1\ngrace_period = "1s"\nshutdown_timeout = "1s"\n[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' \
         "$port" "$UP_PORT" "$(free_port)" >"$WORK/sw.toml"
-      taskset -c "$PROXY_CPU" "$SW" --config "$WORK/sw.toml" >"$OUT/$name.log" 2>&1 & ;;
+      taskset -c "$PROXY_CPU" "${WRAP[@]}" "$SW" --config "$WORK/sw.toml" >"$OUT/$name.log" 2>&1 & ;;
     bare)
-      taskset -c "$PROXY_CPU" "$BARE" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
+      taskset -c "$PROXY_CPU" "${WRAP[@]}" "$BARE" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
     lean)  # examples/lean_proxy.rs: forwarding on pingora-core sessions, nothing else
-      taskset -c "$PROXY_CPU" "$LEAN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
+      taskset -c "$PROXY_CPU" "${WRAP[@]}" "$LEAN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$UP_PORT" --threads 1 >"$OUT/$name.log" 2>&1 & ;;
     nginx)
       mkdir -p "$WORK/px"
       cat >"$WORK/px.conf" <<NGX
@@ -69,22 +77,46 @@ http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   server { listen 127.0.0.1:$port backlog=4096;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 NGX
-      taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/px" -c "$WORK/px.conf" -g 'daemon off;' >"$OUT/$name.log" 2>&1 & ;;
+      taskset -c "$PROXY_CPU" "${WRAP[@]}" "$NGINX" -p "$WORK/px" -c "$WORK/px.conf" -g 'daemon off;' >"$OUT/$name.log" 2>&1 & ;;
     *) echo "unknown target $name" >&2; return 1 ;;
   esac
   echo $!
 }
 
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+uticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12}'; }  # user time only
 
 for name in "${TARGETS[@]}"; do
   port="$(free_port)"
   pid="$(start "$name" "$port")"; PIDS+=("$pid")
+  if [ "$MODE" = instructions ]; then
+    # valgrind takes a while to load a large binary; wait_port alone gives up after 10 s.
+    for _ in $(seq 60); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 1; done
+  fi
   wait_port "$port"
   # Register every tenant once, then warm up.
   SWB_TENANTS="$TENANTS" SWB_MODE=prime taskset -c "$LOAD_CPU" wrk -t1 -c1 -d2s -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
   SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
-  t0="$(ticks "$pid")"
+  if [ "$MODE" = instructions ]; then
+    # Few connections, so the requests still in flight when wrk stops (done
+    # by the proxy but not counted by wrk) are a small share of the total.
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c8 -d"${DUR}s" -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt" 2>&1 || true
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    rm -f /tmp/swprofile-cg."$pid".out*
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 1
+    reqs="$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
+    ir="$(awk '/^totals:/ {t += $2} END {print t + 0}' /tmp/swprofile-cg."$pid".out* 2>/dev/null || echo 0)"
+    echo "# $name: $reqs requests in ${DUR}s under valgrind, $(awk -v i="${ir:-0}" -v r="$reqs" 'BEGIN{printf "%.0f", i / r}') user-space instructions/request" >"$OUT/$name.txt"
+    log "$(head -1 "$OUT/$name.txt")"
+    if [ "${PROFILE_KEEP:-0}" = 1 ]; then cp /tmp/swprofile-cg."$pid".out* "$OUT/"; fi
+    rm -f /tmp/swprofile-cg."$pid".out*
+    kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+    rm -f /tmp/swprofile-cg."$pid".out*
+    continue
+  fi
+  t0="$(ticks "$pid")"; u0="$(uticks "$pid")"
   SWB_TENANTS="$TENANTS" taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$HERE/traffic.lua" "http://127.0.0.1:$port/" >"$WORK/wrk.txt" 2>&1 &
   wrk_pid=$!
   sleep 1
@@ -97,11 +129,11 @@ for name in "${TARGETS[@]}"; do
     "$PERF" record -F 999 -e cpu-clock -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DUR - 2)) >/dev/null 2>&1 || true
   fi
   wait "$wrk_pid" || true
-  t1="$(ticks "$pid")"
+  t1="$(ticks "$pid")"; u1="$(uticks "$pid")"
   reqs="$(awk '/requests in/ {print $1}' "$WORK/wrk.txt")"
   hz="$(getconf CLK_TCK)"
   if [ "$MODE" = none ]; then
-    echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v r="$reqs" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') CPU-us/request" >"$OUT/$name.txt"
+    echo "# $name: $reqs requests in ${DUR}s, $(awk -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v hz="$hz" -v r="$reqs" 'BEGIN{printf "%.2f CPU-us/request (user %.2f)", t / hz * 1e6 / r, u / hz * 1e6 / r}')" >"$OUT/$name.txt"
     log "$(head -1 "$OUT/$name.txt")"
     kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
     continue

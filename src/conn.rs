@@ -72,6 +72,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::limit::ConnLimit;
+use crate::memory::Release;
 
 /// What the loop reads and reports: implemented by the process state.
 pub(crate) trait ConnSink: Send + Sync + 'static {
@@ -104,10 +105,6 @@ pub(crate) struct ConnState {
     status: AtomicU16,
     /// When the current request's first bytes arrived (ns since `epoch`, 0 = not yet).
     first_read: AtomicU64,
-    /// Woken when a request head has started but a read is still waiting for
-    /// the rest of it: the head deadline starts counting then. Never touched
-    /// when a head arrives in one read, the usual case.
-    head_wait: tokio::sync::Notify,
     /// Keep a copy of what is read, until the request's path is chosen: a
     /// request the direct path does not take is handed to pingora-proxy as
     /// these bytes. Only this connection's task touches the lock.
@@ -157,18 +154,28 @@ impl ConnState {
 
 /// Resolves once a started request head has not completed within `limit` of
 /// its first byte. Pending forever otherwise.
+///
+/// Only for a `select!` that polls the connection's read first: that read is
+/// what notes a head's first byte (in [`Counted`]), and every wake-up of the
+/// connection task polls both, so this future needs no waker of its own until
+/// a head has started. It then sleeps on a timer; a head that arrives in one
+/// read (the usual case) never registers anything.
 async fn head_deadline(state: &ConnState, epoch: Instant, limit: Duration) {
     loop {
-        state.head_wait.notified().await;
-        let first = state.first_read.load(Relaxed);
-        if first == 0 {
-            continue;
-        }
+        let first = std::future::poll_fn(|_| {
+            if state.head_incomplete() {
+                Poll::Ready(state.first_read.load(Relaxed))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
         let deadline = epoch + Duration::from_nanos(first) + limit;
         tokio::time::sleep_until(deadline.into()).await;
         if state.head_incomplete() && state.first_read.load(Relaxed) == first {
             return;
         }
+        // That head completed in time; the loop waits for the next one.
     }
 }
 
@@ -249,9 +256,6 @@ impl AsyncRead for Counted {
                     rec.extend_from_slice(&buf.filled()[before..]);
                 }
             }
-        }
-        if res.is_pending() && self.state.head_incomplete() {
-            self.state.head_wait.notify_one();
         }
         res
     }
@@ -371,6 +375,7 @@ pub(crate) struct ProxyApp<SV, D> {
     inner: Arc<HttpProxy<SV>>,
     direct: D,
     sink: &'static dyn ConnSink,
+    release: Release,
 }
 
 impl<SV, D> ProxyApp<SV, D> {
@@ -378,11 +383,13 @@ impl<SV, D> ProxyApp<SV, D> {
         inner: HttpProxy<SV>,
         direct: D,
         sink: &'static dyn ConnSink,
+        release: Release,
     ) -> ProxyApp<SV, D> {
         ProxyApp {
             inner: Arc::new(inner),
             direct,
             sink,
+            release,
         }
     }
 }
@@ -418,11 +425,16 @@ where
             }
             _ = shutdown_rx.changed() => return None,
         }
-        if self.is_h2(&mut stream).await {
+        let kept = if self.is_h2(&mut stream).await {
             // pingora's own adapter, unchanged (see the module doc).
-            return self.inner.process_new(stream, shutdown).await;
+            self.inner.process_new(stream, shutdown).await
+        } else {
+            self.serve_h1(stream, settings, shutdown).await
+        };
+        if kept.is_none() {
+            self.release.connection_closed();
         }
-        self.serve_h1(stream, settings, shutdown).await
+        kept
     }
 
     async fn cleanup(&self) {
@@ -511,7 +523,9 @@ where
                 let direct = read.is_ok() && self.direct.accepts(&session);
                 let recorded = state.stop_recording(!direct);
                 if direct {
-                    if !self.direct.serve(&mut session).await {
+                    let served = self.direct.serve(&mut session).await;
+                    self.release.tick();
+                    if !served {
                         return None;
                     }
                     let mut next = HttpPersistentSettings::for_session(&session);
@@ -548,6 +562,7 @@ where
                     return None;
                 }
             };
+            self.release.tick();
             let (stream, settings) = result?.consume();
             persistent = settings;
             session = ServerSession::new_http1(stream);

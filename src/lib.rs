@@ -33,6 +33,7 @@ pub mod demo;
 pub mod detect;
 mod forward;
 mod limit;
+mod memory;
 pub mod metrics;
 mod proxy;
 pub mod record;

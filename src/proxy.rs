@@ -12,6 +12,8 @@
 //! origin `proxy`, so every request that reached the proxy is counted exactly
 //! once.
 
+use std::cell::RefCell;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -268,33 +270,77 @@ pub(crate) fn add_forwarded(
     client: Option<&pingora::protocols::l4::socket::SocketAddr>,
     upstream_request: &mut RequestHeader,
 ) -> Result<()> {
-    if let Some(addr) = client.and_then(|a| a.as_inet()) {
-        // An address fits in 45 bytes; format it on the stack, not in a String.
-        let mut ip = [0u8; 48];
-        let mut cursor = std::io::Cursor::new(&mut ip[..]);
-        let written = std::io::Write::write_fmt(&mut cursor, format_args!("{}", addr.ip()));
-        let len = cursor.position() as usize;
-        if written.is_ok() {
-            let ip = &ip[..len];
-            let value = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => {
-                    let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
-                    v.extend_from_slice(prev.as_bytes());
-                    v.extend_from_slice(b", ");
-                    v.extend_from_slice(ip);
-                    http::HeaderValue::from_bytes(&v)
-                }
-                None => http::HeaderValue::from_bytes(ip),
-            };
-            if let Ok(v) = value {
-                upstream_request.insert_header("x-forwarded-for", v)?;
+    if let Some(ip) = client.and_then(|a| a.as_inet()).map(|a| a.ip()) {
+        let value = match upstream_request.headers.get(&X_FORWARDED_FOR) {
+            Some(prev) => {
+                let mut ip_text = [0u8; 48];
+                let Some(ip_text) = format_ip(ip, &mut ip_text) else {
+                    return Ok(());
+                };
+                let mut v = Vec::with_capacity(prev.len() + 2 + ip_text.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(ip_text);
+                http::HeaderValue::from_bytes(&v).ok()
             }
+            None => client_ip_value(ip),
+        };
+        if let Some(v) = value {
+            // pingora keeps a case map beside the header map, so a field
+            // is added through its API only (by name: it parses it again).
+            upstream_request.insert_header("x-forwarded-for", v)?;
         }
     }
-    if !upstream_request.headers.contains_key("x-forwarded-proto") {
-        upstream_request.insert_header("x-forwarded-proto", "http")?;
+    if !upstream_request.headers.contains_key(&X_FORWARDED_PROTO) {
+        upstream_request.insert_header("x-forwarded-proto", HTTP.clone())?;
     }
     Ok(())
+}
+
+// Looked up by pre-built name: a `&str` lookup parses and lower-cases first.
+static X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+static HTTP: http::HeaderValue = http::HeaderValue::from_static("http");
+
+thread_local! {
+    /// The last client address seen on this worker thread, as a header value.
+    /// A sidecar's clients are few (an ingress, a node's kube-proxy), so this
+    /// skips formatting, validating and allocating the same value on nearly
+    /// every request: a clone is a reference-count increment.
+    static LAST_CLIENT: RefCell<Option<(IpAddr, http::HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `ip` as an `X-Forwarded-For` value (from the per-thread cache when it is
+/// the same client as last time).
+fn client_ip_value(ip: IpAddr) -> Option<http::HeaderValue> {
+    LAST_CLIENT.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            // Not reachable (no re-entry), but never worth a panic.
+            let mut text = [0u8; 48];
+            return http::HeaderValue::from_bytes(format_ip(ip, &mut text)?).ok();
+        };
+        if let Some((seen, value)) = last.as_ref() {
+            if *seen == ip {
+                return Some(value.clone());
+            }
+        }
+        let mut text = [0u8; 48];
+        // From `Bytes`, so later clones share it instead of copying.
+        let value = http::HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(format_ip(
+            ip, &mut text,
+        )?))
+        .ok()?;
+        *last = Some((ip, value.clone()));
+        Some(value)
+    })
+}
+
+/// An address in text, formatted on the stack (at most 45 bytes), not in a `String`.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> Option<&[u8]> {
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")).ok()?;
+    let len = cursor.position() as usize;
+    buf.get(..len)
 }
 
 /// The status to answer a failed request with, or 0 to just close the
@@ -402,5 +448,51 @@ mod tests {
             classify(&ErrorType::InvalidHTTPHeader),
             UpstreamErrorKind::Other
         );
+    }
+
+    fn forwarded(client: &str, prev: Option<&str>, proto: Option<&str>) -> RequestHeader {
+        let mut req = RequestHeader::build("GET", b"/", None).expect("request");
+        if let Some(p) = prev {
+            req.insert_header("X-Forwarded-For", p).expect("xff");
+        }
+        if let Some(p) = proto {
+            req.insert_header("X-Forwarded-Proto", p).expect("xfp");
+        }
+        let addr: std::net::SocketAddr = client.parse().expect("address");
+        add_forwarded(Some(&addr.into()), &mut req).expect("add_forwarded");
+        req
+    }
+
+    fn get<'a>(req: &'a RequestHeader, name: &str) -> Vec<&'a [u8]> {
+        req.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn forwarded_headers() {
+        // The per-thread cache must follow the client: same, other, back again.
+        for client in ["10.1.2.3:5", "10.1.2.3:6", "[2001:db8::7]:80", "10.1.2.3:7"] {
+            let req = forwarded(client, None, None);
+            let ip = client
+                .rsplit_once(':')
+                .map(|(ip, _)| ip)
+                .unwrap_or_default();
+            let ip = ip.trim_matches(['[', ']']);
+            assert_eq!(get(&req, "x-forwarded-for"), [ip.as_bytes()], "{client}");
+            assert_eq!(get(&req, "x-forwarded-proto"), [&b"http"[..]]);
+        }
+        let req = forwarded("10.1.2.3:5", Some("203.0.113.9"), Some("https"));
+        assert_eq!(
+            get(&req, "x-forwarded-for"),
+            [&b"203.0.113.9, 10.1.2.3"[..]]
+        );
+        assert_eq!(get(&req, "x-forwarded-proto"), [&b"https"[..]]);
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8_lossy(&wire);
+        assert_eq!(wire.matches("x-forwarded-for").count(), 1, "{wire}");
     }
 }

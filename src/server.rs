@@ -24,6 +24,7 @@ use pingora::services::listening::Service;
 use crate::config::{Config, Sources};
 use crate::conn::ProxyApp;
 use crate::forward::Forwarder;
+use crate::memory::Release;
 use crate::proxy::StatusProxy;
 use crate::state::{Live, Shared};
 use crate::tasks::ControlTask;
@@ -110,7 +111,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     let direct = Forwarder::new(StatusProxy::new(shared), &server.configuration);
     let mut proxy = Service::new(
         "statuswatch proxy".to_string(),
-        ProxyApp::new(http, direct, shared),
+        ProxyApp::new(http, direct, shared, Release(opts.release_memory)),
     );
     // pingora gives every connection a 64 KiB read buffer by default: with
     // thousands of idle or slow clients that is most of the process's memory.
