@@ -1142,6 +1142,11 @@ mod tests {
         }
     }
 
+    /// A complete response with no bytes left over.
+    fn whole(status: u16, close: bool) -> Result<(Response, usize), FrameError> {
+        Ok((Response { status, close }, 0))
+    }
+
     fn every_split(input: &[u8], eof: bool) -> Result<(Response, usize), FrameError> {
         let whole = parse_in_pieces(input, input.len().max(1), eof);
         for step in 1..input.len() {
@@ -1157,16 +1162,7 @@ mod tests {
     #[test]
     fn frames_content_length() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello";
-        assert_eq!(
-            every_split(r, false),
-            Ok((
-                Response {
-                    status: 200,
-                    close: false
-                },
-                0
-            ))
-        );
+        assert_eq!(every_split(r, false), whole(200, false));
         // A following response is not swallowed: its bytes are left over.
         let two = b"HTTP/1.1 503 No\r\ncontent-length: 2\r\n\r\nabHTTP/1.1 200 OK\r\n";
         let (resp, left) = parse_in_pieces(two, two.len(), false).unwrap();
@@ -1181,16 +1177,7 @@ mod tests {
     fn frames_chunked() {
         let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n\
                   5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: x\r\n\r\n";
-        assert_eq!(
-            every_split(r, false),
-            Ok((
-                Response {
-                    status: 200,
-                    close: false
-                },
-                0
-            ))
-        );
+        assert_eq!(every_split(r, false), whole(200, false));
         // Missing the final empty line: incomplete, so truncated at EOF.
         let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
         assert_eq!(every_split(cut, true), Err(FrameError::Truncated));
@@ -1212,28 +1199,10 @@ mod tests {
         // Interim 100 Continue, then the real response.
         let r =
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 1\r\n\r\nx";
-        assert_eq!(
-            every_split(r, false),
-            Ok((
-                Response {
-                    status: 404,
-                    close: false
-                },
-                0
-            ))
-        );
+        assert_eq!(every_split(r, false), whole(404, false));
         // Body delimited by close.
         let r = b"HTTP/1.1 200 OK\r\n\r\nsome body";
-        assert_eq!(
-            every_split(r, true),
-            Ok((
-                Response {
-                    status: 200,
-                    close: true
-                },
-                0
-            ))
-        );
+        assert_eq!(every_split(r, true), whole(200, true));
         assert_eq!(every_split(r, false), Err(FrameError::Truncated));
         let r = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
         assert_eq!(every_split(r, false), Err(FrameError::Upgrade));

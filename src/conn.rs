@@ -463,6 +463,13 @@ where
         matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE
     }
 
+    /// A request head did not arrive within `proxy.client_header_timeout`:
+    /// counted, and the caller closes the connection.
+    fn head_timed_out(&self) {
+        self.sink.conns().head_timeout();
+        tracing::debug!("closed a connection whose request head did not arrive in time");
+    }
+
     async fn serve_h1(
         self: &Arc<Self>,
         stream: Stream,
@@ -512,8 +519,7 @@ where
                     biased;
                     read = session.read_request() => read,
                     _ = head_deadline(&state, epoch, settings.head_timeout) => {
-                        self.sink.conns().head_timeout();
-                        tracing::debug!("closed a connection whose request head did not arrive in time");
+                        self.head_timed_out();
                         return None;
                     }
                 };
@@ -557,8 +563,7 @@ where
                 _ = head_deadline(&state, epoch, settings.head_timeout) => {
                     // Dropping the request future closes the connection, with
                     // nothing written: the request never arrived.
-                    self.sink.conns().head_timeout();
-                    tracing::debug!("closed a connection whose request head did not arrive in time");
+                    self.head_timed_out();
                     return None;
                 }
             };

@@ -31,9 +31,8 @@ pub(crate) const EVERY: Duration = Duration::from_secs(1);
 pub(crate) const BATCH: u32 = 256;
 
 thread_local! {
-    /// A connection closed on this thread since its last collect.
-    static DIRTY: Cell<bool> = const { Cell::new(false) };
-    /// Connections closed on this thread since its last collect.
+    /// Connections closed on this thread since its last collect (0: nothing
+    /// to hand back).
     static CLOSED: Cell<u32> = const { Cell::new(0) };
     /// When this thread last collected.
     static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -49,7 +48,6 @@ impl Release {
     /// hand back.
     pub(crate) fn connection_closed(self) {
         if self.0.is_some() {
-            DIRTY.with(|d| d.set(true));
             let closed = CLOSED.with(|c| {
                 c.set(c.get().saturating_add(1));
                 c.get()
@@ -66,7 +64,7 @@ impl Release {
     /// connection closed here since the last collect, and not too recently.
     #[inline]
     pub(crate) fn tick(self) {
-        if self.0.is_none() || !DIRTY.with(Cell::get) {
+        if self.0.is_none() || CLOSED.with(Cell::get) == 0 {
             return;
         }
         let now = Instant::now();
@@ -83,7 +81,6 @@ impl Release {
         if let Some(release) = self.0 {
             release();
         }
-        DIRTY.with(|d| d.set(false));
         CLOSED.with(|c| c.set(0));
         LAST.with(|l| l.set(Some(now)));
     }
@@ -130,7 +127,7 @@ mod tests {
             r.connection_closed();
             assert_eq!(CALLS.load(Relaxed), 3, "a burst of closes collects");
             Release(None).connection_closed();
-            assert!(!DIRTY.with(Cell::get), "no release call, nothing marked");
+            assert_eq!(CLOSED.with(Cell::get), 0, "no release call, nothing marked");
         })
         .join()
         .expect("test thread");

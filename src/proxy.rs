@@ -12,7 +12,7 @@
 //! origin `proxy`, so every request that reached the proxy is counted exactly
 //! once.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -307,32 +307,23 @@ thread_local! {
     /// A sidecar's clients are few (an ingress, a node's kube-proxy), so this
     /// skips formatting, validating and allocating the same value on nearly
     /// every request: a clone is a reference-count increment.
-    static LAST_CLIENT: RefCell<Option<(IpAddr, http::HeaderValue)>> = const { RefCell::new(None) };
+    static LAST_CLIENT: Cell<Option<(IpAddr, http::HeaderValue)>> = const { Cell::new(None) };
 }
 
 /// `ip` as an `X-Forwarded-For` value (from the per-thread cache when it is
 /// the same client as last time).
 fn client_ip_value(ip: IpAddr) -> Option<http::HeaderValue> {
-    LAST_CLIENT.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            // Not reachable (no re-entry), but never worth a panic.
+    let value = match LAST_CLIENT.take() {
+        Some((seen, value)) if seen == ip => value,
+        _ => {
             let mut text = [0u8; 48];
-            return http::HeaderValue::from_bytes(format_ip(ip, &mut text)?).ok();
-        };
-        if let Some((seen, value)) = last.as_ref() {
-            if *seen == ip {
-                return Some(value.clone());
-            }
+            // From `Bytes`, so later clones share it instead of copying.
+            let text = bytes::Bytes::copy_from_slice(format_ip(ip, &mut text)?);
+            http::HeaderValue::from_maybe_shared(text).ok()?
         }
-        let mut text = [0u8; 48];
-        // From `Bytes`, so later clones share it instead of copying.
-        let value = http::HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(format_ip(
-            ip, &mut text,
-        )?))
-        .ok()?;
-        *last = Some((ip, value.clone()));
-        Some(value)
-    })
+    };
+    LAST_CLIENT.set(Some((ip, value.clone())));
+    Some(value)
 }
 
 /// An address in text, formatted on the stack (at most 45 bytes), not in a `String`.

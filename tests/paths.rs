@@ -6,19 +6,7 @@
 
 mod common;
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use common::*;
-
-fn connect(sw: &Statuswatch) -> (TcpStream, BufReader<TcpStream>) {
-    let conn = TcpStream::connect(sw.proxy).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let r = BufReader::new(conn.try_clone().unwrap());
-    (conn, r)
-}
 
 fn text(r: &Resp) -> String {
     String::from_utf8_lossy(&r.body).to_string()
@@ -28,35 +16,33 @@ fn text(r: &Resp) -> String {
 fn both_paths_on_one_keep_alive_connection() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
-    let (mut w, mut r) = connect(&sw);
+    let mut c = KeepAlive::connect(sw.proxy);
     // plain: the direct path
-    w.write_all(b"GET /status/200 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\n\r\n")
+    c.send(b"GET /status/200 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\n\r\n")
         .unwrap();
-    let first = read_response(&mut r, false).unwrap();
+    let first = c.read(false).unwrap();
     assert_eq!(
         (first.status, first.body.as_slice()),
         (200, &b"{\"ok\":true}"[..])
     );
     // chunked upload: handed to pingora-proxy, bytes as read
-    w.write_all(
+    c.send(
         b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
     )
     .unwrap();
-    let echoed = read_response(&mut r, false).unwrap();
+    let echoed = c.read(false).unwrap();
     assert_eq!(
         (echoed.status, text(&echoed).as_str()),
         (200, "hello world")
     );
     // and the connection still serves plain requests afterwards
-    w.write_all(b"GET /status/201 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\n\r\n")
+    c.send(b"GET /status/201 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut r, false).unwrap().status, 201);
+    assert_eq!(c.read(false).unwrap().status, 201);
     // a small body with a length stays on the direct path
-    w.write_all(
-        b"PUT /echo HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\nContent-Length: 4\r\n\r\nbody",
-    )
-    .unwrap();
-    let put = read_response(&mut r, false).unwrap();
+    c.send(b"PUT /echo HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: a\r\nContent-Length: 4\r\n\r\nbody")
+        .unwrap();
+    let put = c.read(false).unwrap();
     assert_eq!(text(&put), "body");
     let m = sw.metrics();
     assert_eq!(m.responses("a", "200", "2xx", "upstream"), Some(3.0));
@@ -75,11 +61,11 @@ fn pipelined_requests_of_both_kinds_are_answered_in_order() {
             b"GET /headers HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: p\r\nConnection: x-secret\r\nX-Secret: s\r\n\r\n",
             b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: p\r\nContent-Length: 3\r\n\r\nabc",
         ];
-        let (mut w, mut r) = connect(&sw);
+        let mut c = KeepAlive::connect(sw.proxy);
         let all: Vec<u8> = order.iter().flat_map(|i| reqs[*i].to_vec()).collect();
-        w.write_all(&all).unwrap();
+        c.send(&all).unwrap();
         for i in order {
-            let resp = read_response(&mut r, false).unwrap();
+            let resp = c.read(false).unwrap();
             match i {
                 0 => assert_eq!(resp.status, 404),
                 1 => {
@@ -124,21 +110,21 @@ fn hop_by_hop_fields_never_reach_the_upstream() {
 fn unframed_response_is_chunked_and_the_client_connection_kept() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
-    let (mut w, mut r) = connect(&sw);
-    w.write_all(b"GET /unframed HTTP/1.1\r\nHost: x\r\n\r\n")
+    let mut c = KeepAlive::connect(sw.proxy);
+    c.send(b"GET /unframed HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let resp = read_response(&mut r, false).unwrap();
+    let resp = c.read(false).unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
     assert_eq!(text(&resp), "until close");
-    w.write_all(b"HEAD /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"HEAD /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    let head = read_response(&mut r, true).unwrap();
+    let head = c.read(true).unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), Some("11"));
-    w.write_all(b"GET /status/503 HTTP/1.1\r\nHost: x\r\n\r\n")
+    c.send(b"GET /status/503 HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    assert_eq!(read_response(&mut r, false).unwrap().status, 503);
+    assert_eq!(c.read(false).unwrap().status, 503);
     let m = sw.metrics();
     assert_eq!(
         m.sum("statuswatch_responses_total", &[("code", "200")]),
@@ -155,10 +141,10 @@ fn upstream_failures_on_the_direct_path_are_the_proxys_answers() {
     let up = Upstream::start();
     let sw = Statuswatch::start(up.addr, "");
     // a response cut mid-body: the client sees the status line and a short body
-    let (mut w, mut r) = connect(&sw);
-    w.write_all(b"GET /reset-mid HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: f\r\n\r\n")
+    let mut c = KeepAlive::connect(sw.proxy);
+    c.send(b"GET /reset-mid HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: f\r\n\r\n")
         .unwrap();
-    let _ = read_response(&mut r, false);
+    let _ = c.read(false);
     // a malformed response head: 502 from the proxy
     let bad = get(sw.proxy, "/malformed", &[("X-Tenant-Name", "f")]).unwrap();
     assert_eq!(bad.status, 502);

@@ -696,7 +696,17 @@ impl KeepAlive {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
         req.push_str("\r\n");
-        self.w.write_all(req.as_bytes())?;
-        read_response(&mut self.r, false)
+        self.send(req.as_bytes())?;
+        self.read(false)
+    }
+
+    /// Write raw bytes: a request, several pipelined, or part of one.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(bytes)
+    }
+
+    /// The next response on the connection.
+    pub fn read(&mut self, head_only: bool) -> std::io::Result<Resp> {
+        read_response(&mut self.r, head_only)
     }
 }
