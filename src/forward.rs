@@ -52,7 +52,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
 
 use crate::conn::Direct;
-use crate::proxy::{add_forwarded, failure_code, Ctx, StatusProxy};
+use crate::proxy::{add_forwarded, answer_failure, Ctx, StatusProxy};
 
 /// The largest request body the direct path buffers (for a retry to replay
 /// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy.
@@ -306,12 +306,7 @@ impl Direct for Forwarder {
         let result = self.exchange(session, &mut ctx).await;
         let error = result.err();
         if let Some(e) = &error {
-            let code = failure_code(e, session.response_written(), &mut ctx);
-            if code > 0 {
-                if let Err(err) = session.respond_error(code).await {
-                    tracing::debug!(error = %err, "could not send the error response; the client is gone");
-                }
-            }
+            answer_failure(e, session, &mut ctx).await;
         }
         self.proxy.finish(
             session.req_header(),

@@ -19,6 +19,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{ErrorSource, ErrorType};
 
@@ -121,12 +122,7 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
-        let code = failure_code(e, session.response_written(), ctx);
-        if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
-                tracing::debug!(error = %err, "could not send the error response; the client is gone");
-            }
-        }
+        let code = answer_failure(e, session.as_downstream_mut(), ctx).await;
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
@@ -334,10 +330,22 @@ fn format_ip(ip: IpAddr, buf: &mut [u8; 48]) -> Option<&[u8]> {
     buf.get(..len)
 }
 
+/// Answer a failed request, on either path: the status sent, or 0 when the
+/// connection is just closed (see [`failure_code`]).
+pub(crate) async fn answer_failure(e: &Error, session: &mut ServerSession, ctx: &mut Ctx) -> u16 {
+    let code = failure_code(e, session.response_written(), ctx);
+    if code > 0 {
+        if let Err(err) = session.respond_error(code).await {
+            tracing::debug!(error = %err, "could not send the error response; the client is gone");
+        }
+    }
+    code
+}
+
 /// The status to answer a failed request with, or 0 to just close the
 /// connection (headers already sent, or the client is gone). An upstream
 /// failure also notes its kind in `ctx`; a non-zero answer is the proxy's.
-pub(crate) fn failure_code(e: &Error, written: Option<&ResponseHeader>, ctx: &mut Ctx) -> u16 {
+fn failure_code(e: &Error, written: Option<&ResponseHeader>, ctx: &mut Ctx) -> u16 {
     if written.is_some_and(|r| is_final(r.status)) {
         // Headers are out; all we can do is cut the stream.
         return 0;
