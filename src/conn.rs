@@ -24,7 +24,9 @@
 //! for an unparseable head, the same body. The copy is taken only while a
 //! head is being read and dropped once the path is chosen. After one request
 //! went to pingora-proxy, the rest of that connection does too: what it read
-//! ahead stays inside its own settings.
+//! ahead stays inside its own settings. The direct path keeps state for the
+//! connection between its requests ([`Direct::Conn`], its upstream
+//! connection); the loop hands it back ([`Direct::close`]) on every exit.
 //!
 //! # Connection-level defences
 //! A cap on open connections ([`crate::limit`]); no HTTP state for a
@@ -363,10 +365,34 @@ impl Peek for Counted {
 /// (see [`crate::forward`]).
 #[async_trait]
 pub(crate) trait Direct: Send + Sync + 'static {
+    /// What the path keeps for one client connection between its requests.
+    type Conn: Default + Send;
     /// Whether it serves this request (head read, body not yet).
     fn accepts(&self, session: &ServerSession) -> bool;
     /// Serve it, counted; false when the connection must close.
-    async fn serve(&self, session: &mut ServerSession) -> bool;
+    async fn serve(&self, session: &mut ServerSession, conn: &mut Self::Conn) -> bool;
+    /// The client connection is done with the path (it ended, however, or
+    /// went to pingora-proxy for good): give back what `conn` holds.
+    fn close(&self, conn: Self::Conn);
+}
+
+/// One client connection's [`Direct::Conn`], closed when dropped: the loop
+/// below has many exits, and its future can be dropped mid-request.
+struct DirectConn<'a, D: Direct> {
+    direct: &'a D,
+    conn: D::Conn,
+}
+
+impl<D: Direct> DirectConn<'_, D> {
+    fn close(&mut self) {
+        self.direct.close(std::mem::take(&mut self.conn));
+    }
+}
+
+impl<D: Direct> Drop for DirectConn<'_, D> {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 /// The proxy listener's app: pingora's connection loop with the accounting
@@ -501,6 +527,10 @@ where
         // After one request went to pingora-proxy, the rest of the connection
         // does too: what it read ahead is inside its settings, out of reach.
         let mut sticky = false;
+        let mut held = DirectConn {
+            direct: &self.direct,
+            conn: D::Conn::default(),
+        };
         loop {
             if let Some(p) = persistent.take() {
                 HttpPersistentSettings::apply_to_session(p, &mut session);
@@ -529,7 +559,7 @@ where
                 let direct = read.is_ok() && self.direct.accepts(&session);
                 let recorded = state.stop_recording(!direct);
                 if direct {
-                    let served = self.direct.serve(&mut session).await;
+                    let served = self.direct.serve(&mut session, &mut held.conn).await;
                     self.release.tick();
                     if !served {
                         return None;
@@ -556,6 +586,7 @@ where
                 session = ServerSession::new_http1(v1.into_inner());
                 HttpPersistentSettings::apply_to_session(next, &mut session);
                 sticky = true;
+                held.close();
             }
             let result = tokio::select! {
                 biased;

@@ -53,6 +53,13 @@ pub(crate) struct Ctx {
     error_kind: Option<UpstreamErrorKind>,
 }
 
+impl Ctx {
+    /// When the request started (its first hook ran).
+    pub(crate) fn start(&self) -> Instant {
+        self.start
+    }
+}
+
 impl Drop for Ctx {
     fn drop(&mut self) {
         self.shared.global.request_finished();

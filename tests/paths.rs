@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 
 fn text(r: &Resp) -> String {
@@ -151,4 +153,66 @@ fn upstream_failures_on_the_direct_path_are_the_proxys_answers() {
     let m = sw.metrics();
     assert_eq!(m.responses("f", "200", "2xx", "upstream"), Some(1.0));
     assert_eq!(m.responses("f", "undocumented", "5xx", "proxy"), Some(1.0));
+}
+
+#[test]
+fn a_client_connection_keeps_its_upstream_connection_while_it_is_good() {
+    // The direct path holds the upstream connection a client connection's
+    // last request used (src/forward.rs, `Pinned`). Each step below fails
+    // if one of its safeguards is missing.
+    let up = Upstream::start();
+    let (proxy, admin) = (free_addr(), free_addr());
+    let sw = Statuswatch::start_with(
+        &config_toml(proxy, admin, up.addr, ""),
+        proxy,
+        admin,
+        &[("STATUSWATCH__PROXY__IDLE_TIMEOUT", "1s")],
+    );
+    let opened = || up.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let t = [("X-Tenant-Name", "pin")];
+
+    // Back-to-back requests on one client connection: one upstream connection.
+    let mut c = KeepAlive::connect(sw.proxy);
+    for _ in 0..5 {
+        assert_eq!(c.get("/status/200", &t).unwrap().status, 200);
+    }
+    assert_eq!(opened(), 1);
+
+    // The client leaves: its upstream connection goes back to the pool, and
+    // the next client connection takes it.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = KeepAlive::connect(sw.proxy);
+    assert_eq!(c.get("/status/201", &t).unwrap().status, 201);
+    assert_eq!(opened(), 1, "the first client's connection was not pooled");
+
+    // The upstream closes the held connection while the client is idle: a
+    // POST (never retried) must not be sent on it.
+    assert_eq!(c.get("/close", &t).unwrap().status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    c.send(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: pin\r\nContent-Length: 4\r\n\r\nbody",
+    )
+    .unwrap();
+    let posted = c.read(false).unwrap();
+    assert_eq!((posted.status, text(&posted).as_str()), (200, "body"));
+    assert_eq!(opened(), 2);
+
+    // Idle past proxy.idle_timeout (1s): closed, not reused, as the pool would.
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(c.get("/status/200", &t).unwrap().status, 200);
+    assert_eq!(
+        opened(),
+        3,
+        "a connection idle past idle_timeout was reused"
+    );
+
+    let m = sw.metrics();
+    assert_eq!(
+        m.sum("statuswatch_upstream_errors_total", &[]),
+        0.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(m.responses("pin", "200", "2xx", "upstream"), Some(8.0));
 }

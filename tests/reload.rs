@@ -264,3 +264,28 @@ fn configmap_symlink_swap_applies() {
         std::fs::read_to_string(root.join("stderr.log")).unwrap_or_default()
     );
 }
+
+#[test]
+fn a_reload_to_another_upstream_also_moves_open_client_connections() {
+    // A client connection holds the upstream connection its last request
+    // used; after a reload its next request must go to the new upstream.
+    let (a, b) = (Upstream::start(), Upstream::start());
+    let (proxy, admin) = (free_addr(), free_addr());
+    let sw = Statuswatch::start_with(&config_toml(proxy, admin, a.addr, ""), proxy, admin, &[]);
+    let opened = |u: &Upstream| u.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let mut c = KeepAlive::connect(sw.proxy);
+    assert_eq!(c.get("/status/200", &[]).unwrap().status, 200);
+    std::fs::write(&sw.config_path, config_toml(proxy, admin, b.addr, "")).unwrap();
+    sw.signal(libc::SIGHUP);
+    eventually(Duration::from_secs(5), "the reload applied", || {
+        sw.metrics_now()
+            .val("statuswatch_config_reloads_total", &[("result", "success")])
+            == 1.0
+    });
+    assert_eq!(c.get("/status/201", &[]).unwrap().status, 201);
+    assert_eq!(
+        (opened(&a), opened(&b)),
+        (1, 1),
+        "the second request went to the old upstream"
+    );
+}
