@@ -3,7 +3,8 @@
 
 usage: report.py OUT_DIR RESULTS_MD
 Reads OUT_DIR/{runs,latency,info}.tsv (written by run.sh) and, when present,
-criterion's estimates under target/criterion/ (cargo bench --bench hot_path).
+criterion's estimates under target/criterion/ written during the run (run.sh's pass 4:
+cargo bench --bench hot_path --bench scrape).
 """
 import csv
 import json
@@ -206,12 +207,18 @@ if scrapes:
 # criterion
 crit = os.path.join(root, "target", "criterion")
 est = {}
-if os.path.isdir(crit):
+# Only what this run measured: target/criterion keeps estimates from earlier runs, other
+# branches and benchmarks since removed.
+crit_since = fnum(info.get("criterion_started"))
+if crit_since is not None and os.path.isdir(crit):
     for dirpath, _, files in os.walk(crit):
         if dirpath.endswith(os.path.join("new")) and "estimates.json" in files:
             bench = os.path.relpath(os.path.dirname(dirpath), crit)
+            path = os.path.join(dirpath, "estimates.json")
+            if os.path.getmtime(path) < crit_since:
+                continue
             try:
-                e = json.load(open(os.path.join(dirpath, "estimates.json")))
+                e = json.load(open(path))
                 est[bench] = e["median"]["point_estimate"]
             except Exception:
                 pass

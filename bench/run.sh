@@ -534,6 +534,15 @@ scrape_saturated() {
 log "pass 3: /metrics scraped every second while wrk saturates statuswatch (${SCRAPE_TENANTS[*]} tenants)"
 for n in "${SCRAPE_TENANTS[@]}"; do scrape_saturated "$n"; done
 
+# Criterion's micro-benchmarks, run here so the report's figures are this run's (report.py
+# shows only estimates written after criterion_started, not older ones under target/criterion).
+if [ "$SMOKE" = 0 ]; then
+  log "pass 4: criterion micro-benchmarks (hot path, render, detector tick, scrape)"
+  info criterion_started "$(date +%s)"
+  (cd "$ROOT" && cargo bench --locked --bench hot_path --bench scrape -- --noplot >"$OUT/criterion.log" 2>&1) \
+    || log "criterion failed: see $OUT/criterion.log"
+fi
+
 info loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ================================================================ report

@@ -28,6 +28,28 @@ fn release_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// The control thread's nice value: a proxy worker woken by a request then
+/// preempts it at once instead of waiting out its time slice, and it still
+/// gets ≈ 10 % of a saturated core (its detector tick needs ≈ 0.5 % at
+/// 10,000 tenants: one ≈ 5 ms walk a second).
+const CONTROL_NICE: libc::c_int = 10;
+
+/// See `RunOptions::lower_priority`. On Linux nice is per thread, and
+/// `PRIO_PROCESS` with a thread id sets that thread only.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread's own id; no pointers.
+    let rc = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, CONTROL_NICE)
+    };
+    if rc != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "could not lower the control thread's CPU priority; it runs at the workers' priority"
+        );
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "statuswatch",
@@ -161,6 +183,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     sources,
                     upgrade: cli.upgrade,
                     release_memory: Some(release_memory),
+                    lower_priority: Some(lower_priority),
                 },
             )?;
             tracing::info!(version = statuswatch::VERSION, "statuswatch starting");
@@ -186,6 +209,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     sources,
                     upgrade: false,
                     release_memory: Some(release_memory),
+                    lower_priority: Some(lower_priority),
                 },
             )?;
             let mut upstream = Service::new("demo upstream".to_string(), DemoUpstream::default());

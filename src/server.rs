@@ -44,6 +44,11 @@ pub struct RunOptions {
     /// connections the worker threads may sit idle, and an idle thread never
     /// gets round to purging what it freed. `None` = the allocator's own policy.
     pub release_memory: Option<fn()>,
+    /// Lower the calling thread's CPU priority below the proxy workers'.
+    /// Called once, on the control thread (detector, reload, readiness): its
+    /// detector tick walks every tenant, and at a worker's priority that walk
+    /// kept requests waiting on a shared core. `None` = same priority.
+    pub lower_priority: Option<fn()>,
 }
 
 /// Check that an address can be bound, so a busy port stops start-up with a
@@ -144,6 +149,7 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
             opts.sources.clone(),
             loopback(cfg.proxy.listen),
             opts.release_memory,
+            opts.lower_priority,
         ),
     );
     control.threads = Some(1);

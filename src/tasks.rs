@@ -22,17 +22,19 @@ pub(crate) struct ControlTask {
     reload: ReloadTask,
     readiness: ReadinessTask,
     release_memory: Option<fn()>,
+    lower_priority: Option<fn()>,
 }
 
 impl ControlTask {
     /// `sources` are re-read on reload; `probe` is the proxy listener's
-    /// address, probed for readiness; `release_memory`, see
-    /// `server::RunOptions`.
+    /// address, probed for readiness; `release_memory` and `lower_priority`,
+    /// see `server::RunOptions`.
     pub(crate) fn new(
         shared: &'static Shared,
         sources: Sources,
         probe: SocketAddr,
         release_memory: Option<fn()>,
+        lower_priority: Option<fn()>,
     ) -> ControlTask {
         ControlTask {
             detector: DetectorTask {
@@ -42,6 +44,7 @@ impl ControlTask {
             reload: ReloadTask { shared, sources },
             readiness: ReadinessTask { shared, probe },
             release_memory,
+            lower_priority,
         }
     }
 }
@@ -52,6 +55,10 @@ const RELEASE_MEMORY_EVERY: Duration = Duration::from_secs(5);
 #[async_trait]
 impl BackgroundService for ControlTask {
     async fn start(&self, shutdown: ShutdownWatch) {
+        // The control runtime has one thread, and this runs on it.
+        if let Some(lower) = self.lower_priority {
+            lower();
+        }
         let release = async {
             let Some(release) = self.release_memory else {
                 return;

@@ -165,3 +165,42 @@ fn secrets_never_reach_logs_or_metrics() {
         assert!(log.contains("sk?live?"), "{log}");
     }
 }
+
+/// Each thread of `pid`: (name, nice value), from /proc.
+fn thread_nice(pid: u32) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name (which may hold spaces): the 17th is nice.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        if let Some(nice) = rest.split_whitespace().nth(16).and_then(|v| v.parse().ok()) {
+            out.push((name.trim().to_string(), nice));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_control_thread_yields_to_the_proxy_workers() {
+    // The detector's tick walks every tenant; it runs below the workers'
+    // priority so a request never waits for it on a shared core.
+    let up = Upstream::start();
+    let sw = Statuswatch::start(up.addr, "");
+    get(sw.proxy, "/status/200", &[]).unwrap();
+    let threads = thread_nice(sw.pid());
+    let control: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("BG statuswatch"))
+        .collect();
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| n.starts_with("statuswatch pro"))
+        .collect();
+    assert!(!control.is_empty() && !workers.is_empty(), "{threads:?}");
+    assert!(control.iter().all(|(_, nice)| *nice == 10), "{threads:?}");
+    assert!(workers.iter().all(|(_, nice)| *nice == 0), "{threads:?}");
+}
