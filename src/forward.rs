@@ -165,10 +165,7 @@ impl Forwarder {
         let mut tries = 0;
         loop {
             tries += 1;
-            let pinned = match held.take() {
-                Some(p) => p.take(&live, ctx.start(), self),
-                None => None,
-            };
+            let pinned = held.take().and_then(|p| p.take(&live, ctx.start(), self));
             let (stream, reused) = match pinned {
                 Some(stream) => (stream, true),
                 None => match self.transport.get_stream(peer).await {

@@ -164,14 +164,8 @@ fn a_renewed_certificate_applies_on_reload_without_restart() {
 #[test]
 fn h2c_prior_knowledge_is_served_when_enabled_and_http1_still_works() {
     let up = Upstream::start();
-    let (proxy, admin) = (free_addr(), free_addr());
-    let sw = Statuswatch::start_with(
-        &config_toml(proxy, admin, up.addr, ""),
-        proxy,
-        admin,
-        &[("STATUSWATCH__PROXY__H2C", "true")],
-    );
-    let url = format!("http://{proxy}/status/200");
+    let sw = Statuswatch::start_env(up.addr, &[("STATUSWATCH__PROXY__H2C", "true")]);
+    let url = format!("http://{}/status/200", sw.proxy);
     let (v, code, err) = curl(&["--http2-prior-knowledge"], &url, "htwoc");
     assert_eq!((v.as_str(), code), ("2", 200), "{err}");
     let (v, code, _) = curl(&["--http1.1"], &url, "hone");

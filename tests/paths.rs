@@ -161,13 +161,7 @@ fn a_client_connection_keeps_its_upstream_connection_while_it_is_good() {
     // last request used (src/forward.rs, `Pinned`). Each step below fails
     // if one of its safeguards is missing.
     let up = Upstream::start();
-    let (proxy, admin) = (free_addr(), free_addr());
-    let sw = Statuswatch::start_with(
-        &config_toml(proxy, admin, up.addr, ""),
-        proxy,
-        admin,
-        &[("STATUSWATCH__PROXY__IDLE_TIMEOUT", "1s")],
-    );
+    let sw = Statuswatch::start_env(up.addr, &[("STATUSWATCH__PROXY__IDLE_TIMEOUT", "1s")]);
     let opened = || up.connections.load(std::sync::atomic::Ordering::Relaxed);
     let t = [("X-Tenant-Name", "pin")];
 

@@ -208,13 +208,7 @@ fn upstream_down_is_502_from_the_proxy() {
 #[test]
 fn slow_upstream_is_504_from_the_proxy() {
     let up = Upstream::start();
-    let (proxy, admin) = (free_addr(), free_addr());
-    let sw = Statuswatch::start_with(
-        &config_toml(proxy, admin, up.addr, ""),
-        proxy,
-        admin,
-        &[("STATUSWATCH__PROXY__READ_TIMEOUT", "300ms")],
-    );
+    let sw = Statuswatch::start_env(up.addr, &[("STATUSWATCH__PROXY__READ_TIMEOUT", "300ms")]);
     let t0 = std::time::Instant::now();
     let r = get(sw.proxy, "/slow/3000", &[("X-Tenant-Name", "inkhouse")]).unwrap();
     assert_eq!(r.status, 504);

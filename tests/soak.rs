@@ -306,11 +306,8 @@ fn soak() {
         .max(4);
     let warmup = Duration::from_secs((secs / 4).clamp(2, 10));
     let up = Upstream::start();
-    let (proxy, admin) = (free_addr(), free_addr());
-    let sw = Statuswatch::start_with(
-        &config_toml(proxy, admin, up.addr, ""),
-        proxy,
-        admin,
+    let sw = Statuswatch::start_env(
+        up.addr,
         // Short idle timeout so pooled upstream connections are closed by the
         // end and the fd count can be compared with the start.
         &[
@@ -339,6 +336,7 @@ fn soak() {
             }
         })
     };
+    let proxy = sw.proxy;
     let t0 = Instant::now();
     let clients: Vec<_> = (0..THREADS)
         .map(|i| {

@@ -317,12 +317,22 @@ impl Statuswatch {
     }
 
     pub fn start(upstream: SocketAddr, extra: &str) -> Statuswatch {
+        Statuswatch::start_configured(upstream, extra, &[])
+    }
+
+    /// The default test config on free ports, with environment overrides
+    /// (`STATUSWATCH__SECTION__KEY`) for what `config_toml` fixes.
+    pub fn start_env(upstream: SocketAddr, env: &[(&str, &str)]) -> Statuswatch {
+        Statuswatch::start_configured(upstream, "", env)
+    }
+
+    fn start_configured(upstream: SocketAddr, extra: &str, env: &[(&str, &str)]) -> Statuswatch {
         let (proxy, admin) = (free_addr(), free_addr());
         Statuswatch::start_with(
             &config_toml(proxy, admin, upstream, extra),
             proxy,
             admin,
-            &[],
+            env,
         )
     }
 
