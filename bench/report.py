@@ -121,8 +121,9 @@ for wl in workloads:
             continue
         mi, ml = mem(t, "idle"), mem(t, "loaded")
         fm = lambda m: f"{m[0]:.1f} ({m[1]:.1f})" if m else "–"
+        util = f"{c['util']:.2f}" if c["util"] is not None else "–"
         w(f"| {t} | {c['rps_s']} | {c['cpu_s'] if c['cpu'] is not None else '–'} | "
-          f"{c['util'] if c['util'] is not None else '–'} | {c['p50_us']:.0f} | {c['p99_us']:.0f} | "
+          f"{util} | {c['p50_us']:.0f} | {c['p99_us']:.0f} | "
           f"{c['p999_us']:.0f} | {c['errs']} | {fm(mi)} | {fm(ml)} |")
     w("")
 
@@ -253,9 +254,16 @@ def verdict(ok):
 
 
 control = est.get("hot_path/two_threads_separate_state")
+# run.sh pass 4b: the single-thread benchmark while a twin process runs it on the other vCPU.
+beside_twin = fnum(info.get("hot_path_beside_twin_ns"))
+controls = []
+if control:
+    controls.append(f"two threads sharing nothing: {fmt_ns(control)}")
+if beside_twin:
+    controls.append(f"one thread while another process runs the same loop on the other vCPU: {fmt_ns(beside_twin)}")
 for k in sorted(est):
     if "hot_path/two_threads" in k and not k.endswith("separate_state"):
-        note = f" (control, two threads sharing nothing: {fmt_ns(control)})" if control else ""
+        note = f" (controls: {'; '.join(controls)})" if controls else ""
         w(f"| hot path < 50 ns, two threads ({k.split('/')[-1]}) | {fmt_ns(est[k])}{note} | {verdict(est[k] < 50)} |")
 for k in sorted(est):
     if k.startswith("metrics_render/") and "_series" in k:

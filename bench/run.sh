@@ -541,6 +541,29 @@ if [ "$SMOKE" = 0 ]; then
   info criterion_started "$(date +%s)"
   (cd "$ROOT" && cargo bench --locked --bench hot_path --bench scrape -- --noplot >"$OUT/criterion.log" 2>&1) \
     || log "criterion failed: see $OUT/criterion.log"
+  # The machine's own floor for the two-thread hot path: the single-thread benchmark on one
+  # vCPU while a second process runs the same loop on the other, the two sharing no memory at
+  # all. The twin starts first and outlasts the measurement, so they overlap throughout; each
+  # has a criterion directory of its own, so the single-thread figure above stays as it is.
+  log "pass 4b: the single-thread hot path beside a twin process on the other vCPU (the machine's two-thread floor)"
+  HP_BIN="$(cd "$ROOT" && cargo bench --locked --bench hot_path --no-run --message-format=json 2>/dev/null \
+    | python3 -c 'import json, sys
+print(next((m["executable"] for m in map(json.loads, sys.stdin)
+            if m.get("executable") and m["target"]["name"] == "hot_path" and "bench" in m["target"]["kind"]), ""))')"
+  if [ -x "$HP_BIN" ] && [ "$PROXY_CPU" != "$LOAD_CPU" ]; then
+    CRITERION_HOME="$WORK/criterion-twin" taskset -c "$LOAD_CPU" "$HP_BIN" --bench 'hot_path/single_thread$' \
+      --noplot --measurement-time 120 >/dev/null 2>&1 &
+    TWIN=$!
+    sleep 2  # past its set-up (0.3 s) and into its loop
+    CRITERION_HOME="$WORK/criterion-beside" taskset -c "$PROXY_CPU" "$HP_BIN" --bench 'hot_path/single_thread$' \
+      --noplot >"$OUT/criterion-beside-twin.log" 2>&1 || log "the hot path beside its twin failed: see $OUT/criterion-beside-twin.log"
+    kill "$TWIN" 2>/dev/null || true
+    wait "$TWIN" 2>/dev/null || true
+    info hot_path_beside_twin_ns "$(python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
+      "$WORK/criterion-beside/hot_path/single_thread/new/estimates.json" 2>/dev/null || echo "?")"
+  else
+    log "no hot_path bench binary, or one CPU only: the twin-process control is skipped"
+  fi
 fi
 
 info loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"

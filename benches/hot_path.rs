@@ -4,10 +4,12 @@
 //!   in-flight start, tenant resolution of a known tenant from a pingora
 //!   `RequestHeader` (`X-Tenant-Name`), then the proxy's own `Shared::record`
 //!   (tally, per-tenant latency, histogram, suspension flag) and in-flight
-//!   finish. Single-threaded, and with two threads hammering the
-//!   same tenant or two different tenants; `two_threads_separate_state` is
-//!   the control (two threads sharing nothing); `tenant_latency_observe` is
-//!   the per-tenant latency observation alone.
+//!   finish. Single-threaded, and with two threads (each pinned to a CPU of
+//!   its own) hammering the same tenant or two different tenants;
+//!   `two_threads_separate_state` is the control (two threads sharing
+//!   nothing); `tenant_latency_observe` is the per-tenant latency
+//!   observation alone. `bench/run.sh` adds a second control: the
+//!   single-thread case while another process runs it on the other CPU.
 //! * `metrics_render/*`: `/metrics` rendering with 2k, 10k and 20k tenants
 //!   (each with five response series and its latency histogram).
 //! * `detector_step/*`: one detector tick with 10k tenants.
@@ -138,9 +140,11 @@ fn bench_hot_path(c: &mut Criterion) {
                 std::thread::scope(|s| {
                     let hs: Vec<_> = reqs
                         .iter()
-                        .map(|&(shared, req)| {
+                        .enumerate()
+                        .map(|(cpu, &(shared, req))| {
                             let barrier = &barrier;
                             s.spawn(move || {
+                                pin_to_cpu(cpu);
                                 barrier.wait();
                                 let t0 = Instant::now();
                                 for _ in 0..iters {
@@ -159,6 +163,29 @@ fn bench_hot_path(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Keep this thread on one CPU (the i-th this process may use), so the two
+/// threads of a pair run on two CPUs for the whole measurement instead of
+/// wherever the scheduler puts them (both on one, at times), as the proxy's
+/// workers and the bench's load generator are pinned. A no-op with one CPU.
+fn pin_to_cpu(i: usize) {
+    // SAFETY: plain libc calls on a zeroed, stack-owned cpu_set_t.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.len() < 2 {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[i % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+    }
 }
 
 /// Codes each populated tenant has (upstream), plus one proxy-generated 502:
