@@ -206,24 +206,31 @@ if scrapes:
     w("")
 
 # criterion
-crit = os.path.join(root, "target", "criterion")
-est = {}
-# Only what this run measured: target/criterion keeps estimates from earlier runs, other
-# branches and benchmarks since removed.
-crit_since = fnum(info.get("criterion_started"))
-if crit_since is not None and os.path.isdir(crit):
+
+
+def estimates(crit, since=None):
+    """Criterion's median estimate of each benchmark under `crit`, by name ("group/bench"),
+    leaving out estimates written before `since` (a Unix time)."""
+    found = {}
+    if not os.path.isdir(crit):
+        return found
     for dirpath, _, files in os.walk(crit):
         if dirpath.endswith(os.path.join("new")) and "estimates.json" in files:
             bench = os.path.relpath(os.path.dirname(dirpath), crit)
             path = os.path.join(dirpath, "estimates.json")
-            if os.path.getmtime(path) < crit_since:
+            if since is not None and os.path.getmtime(path) < since:
                 continue
             try:
-                e = json.load(open(path))
-                est[bench] = e["median"]["point_estimate"]
+                found[bench] = json.load(open(path))["median"]["point_estimate"]
             except Exception:
                 pass
+    return found
 
+
+# Only what this run measured: target/criterion keeps estimates from earlier runs, other
+# branches and benchmarks since removed.
+crit_since = fnum(info.get("criterion_started"))
+est = estimates(os.path.join(root, "target", "criterion"), crit_since) if crit_since is not None else {}
 
 def fmt_ns(ns):
     if ns >= 1e6:
@@ -255,7 +262,7 @@ def verdict(ok):
 
 control = est.get("hot_path/two_threads_separate_state")
 # run.sh pass 4b: the single-thread benchmark while a twin process runs it on the other vCPU.
-beside_twin = fnum(info.get("hot_path_beside_twin_ns"))
+beside_twin = estimates(os.path.join(out_dir, "criterion-beside-twin")).get("hot_path/single_thread")
 controls = []
 if control:
     controls.append(f"two threads sharing nothing: {fmt_ns(control)}")

@@ -555,12 +555,11 @@ print(next((m["executable"] for m in map(json.loads, sys.stdin)
       --noplot --measurement-time 120 >/dev/null 2>&1 &
     TWIN=$!
     sleep 2  # past its set-up (0.3 s) and into its loop
-    CRITERION_HOME="$WORK/criterion-beside" taskset -c "$PROXY_CPU" "$HP_BIN" --bench 'hot_path/single_thread$' \
+    # report.py reads the estimate from $OUT/criterion-beside-twin.
+    CRITERION_HOME="$OUT/criterion-beside-twin" taskset -c "$PROXY_CPU" "$HP_BIN" --bench 'hot_path/single_thread$' \
       --noplot >"$OUT/criterion-beside-twin.log" 2>&1 || log "the hot path beside its twin failed: see $OUT/criterion-beside-twin.log"
     kill "$TWIN" 2>/dev/null || true
     wait "$TWIN" 2>/dev/null || true
-    info hot_path_beside_twin_ns "$(python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["median"]["point_estimate"])' \
-      "$WORK/criterion-beside/hot_path/single_thread/new/estimates.json" 2>/dev/null || echo "?")"
   else
     log "no hot_path bench binary, or one CPU only: the twin-process control is skipped"
   fi
