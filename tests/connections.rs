@@ -211,15 +211,6 @@ fn assert_served(client: &mut KeepAlive) {
     assert_eq!(r.expect("normal client answered").status, 200);
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// With the default limits, 10,000 slow-header connections (and a few
 /// thousand idle ones on the admin listener) stay within a 256 MiB sidecar,
 /// a normal client keeps being served, and memory and fds come back.
@@ -294,7 +285,8 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
         ) >= open - 2.0
     });
     assert_served(&mut client);
-    let peak = vm_hwm_kib(pid);
+    let peak = status_kib(pid, "VmHWM");
+    assert!(peak > 0, "VmHWM was not read from /proc/{pid}/status");
     drop(flood);
 
     // Memory and fds come back, while the normal client goes on as a live
