@@ -232,6 +232,7 @@ def estimates(crit, since=None):
 crit_since = fnum(info.get("criterion_started"))
 est = estimates(os.path.join(root, "target", "criterion"), crit_since) if crit_since is not None else {}
 
+
 def fmt_ns(ns):
     if ns >= 1e6:
         return f"{ns / 1e6:.2f} ms"
