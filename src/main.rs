@@ -164,14 +164,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             spike_for,
             job_regex,
         } => {
-            let cfg = Config::load(&sources)?;
+            // The same builder as `check` and `run`: the three accept the same configs.
+            let live = Live::build(Config::load(&sources)?)?;
             let opts = statuswatch::rules::RulesOptions {
                 slo,
                 runbook_base_url,
                 spike_for,
                 job_regex,
             };
-            print!("{}", statuswatch::rules::render(&cfg, &opts)?);
+            print!("{}", statuswatch::rules::render(&live, &opts)?);
             Ok(())
         }
         Command::Run => {

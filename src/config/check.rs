@@ -93,6 +93,13 @@ impl Config {
                 "must be at least detector.tick",
             ));
         }
+        if d.short_window > Duration::from_secs(300) {
+            // The shortest SLO window of the Prometheus rules is made of whole short windows.
+            return Err(ConfigError::invalid(
+                "detector.short_window",
+                "must be at most 5m",
+            ));
+        }
         if d.baseline_half_life < d.short_window {
             return Err(ConfigError::invalid(
                 "detector.baseline_half_life",

@@ -182,6 +182,13 @@ pub struct DetectorConfig {
     pub significance: f64,
     #[serde(with = "humantime_serde")]
     pub clear_after: Duration,
+    /// Window requests a series without a baseline of its own needs before
+    /// it is judged against the overall share (new tenant, fresh start).
+    pub cold_min_requests: u64,
+    /// How long a spike may hold its baseline frozen before the baseline
+    /// learns again (a permanent change becomes the new normal).
+    #[serde(with = "humantime_serde")]
+    pub relearn_after: Duration,
     pub wave_tenants: u64,
     #[serde(with = "humantime_serde")]
     pub wave_window: Duration,
@@ -211,6 +218,10 @@ pub struct SignalConfig {
     pub severity: Option<String>,
     #[serde(default, with = "humantime_serde")]
     pub clear_after: Option<Duration>,
+    #[serde(default)]
+    pub cold_min_requests: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub relearn_after: Option<Duration>,
 }
 
 fn yes() -> bool {

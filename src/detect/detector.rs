@@ -89,6 +89,8 @@ struct SigState {
     decayed_events: f64,
     decayed_requests: f64,
     active: bool,
+    /// Tick of the active spike's onset.
+    active_since: u64,
     below_since: Option<u64>,
     spikes_total: u64,
     short: f64,
@@ -226,6 +228,13 @@ impl Detector {
         let signals = &self.signals;
         let mut slot_gen: Vec<u32> = Vec::with_capacity(self.tenants.len());
         let mut spikes: Vec<u64> = Vec::with_capacity(self.tenants.len() * nsig);
+        // What a tenant without a baseline of its own is judged against: the
+        // overall series' baseline share (as of the last tick), once it has one.
+        let references: Vec<Option<f64>> = signals
+            .iter()
+            .zip(self.overall.sig.iter())
+            .map(|(spec, o)| (o.decayed_requests >= spec.min_requests as f64).then_some(o.baseline))
+            .collect();
         let mut views: Vec<SignalView> = signals
             .iter()
             .map(|s| SignalView {
@@ -269,7 +278,7 @@ impl Detector {
                 };
                 s.last_events = events;
                 all_events[i] += d_ev;
-                s.update(spec, &tick, req, d_ev);
+                s.update(spec, &tick, req, d_ev, references[i]);
                 spikes[idx * nsig + i] = s.spikes_total;
                 if s.active {
                     views[i].active.push((
@@ -296,7 +305,7 @@ impl Detector {
         for (i, spec) in signals.iter().enumerate() {
             let s = &mut st.sig[i];
             s.last_events = 0;
-            s.update(spec, &tick, req, all_events[i]);
+            s.update(spec, &tick, req, all_events[i], None);
             views[i].overall = SeriesView {
                 active: s.active,
                 short: s.short,
@@ -318,13 +327,29 @@ impl Detector {
 }
 
 impl SigState {
-    /// Count this tick's `d_ev` events and re-judge the series.
-    fn update(&mut self, spec: &SignalSpec, tick: &Tick<'_>, req: Requests, d_ev: u64) {
+    /// Count this tick's `d_ev` events and re-judge the series; `reference`
+    /// is what it is judged against while it has no baseline of its own.
+    fn update(
+        &mut self,
+        spec: &SignalSpec,
+        tick: &Tick<'_>,
+        req: Requests,
+        d_ev: u64,
+        reference: Option<f64>,
+    ) {
         let evicted_events = self.events.record(tick.pos, d_ev);
-        if tick.pos.starts_bucket && !self.active {
+        let active_for = tick
+            .timing
+            .tick
+            .mul_f64(tick.no.saturating_sub(self.active_since) as f64);
+        // A spike freezes the baseline (see the module doc) until it has
+        // lasted relearn_after: then it is taken for a permanent change.
+        let learning = !self.active
+            || !spec.freezes(self.decayed_requests)
+            || active_for >= spec.relearn_after;
+        if tick.pos.starts_bucket && learning {
             // The bucket leaving the short window feeds the baseline, so the
-            // baseline never contains the window it is compared with; it does
-            // not learn while a spike is active (see the module doc).
+            // baseline never contains the window it is compared with.
             self.decayed_events = self.decayed_events * tick.decay + evicted_events as f64;
             self.decayed_requests = self.decayed_requests * tick.decay + req.evicted as f64;
         }
@@ -344,10 +369,12 @@ impl SigState {
             window_events as f64,
             self.decayed_requests,
             self.baseline,
+            reference,
         );
         if !self.active {
             if over {
                 self.active = true;
+                self.active_since = tick.no;
                 self.below_since = None;
                 self.spikes_total += 1;
             }
@@ -745,5 +772,165 @@ mod tests {
                 snap.signals[0].active
             );
         }
+    }
+
+    /// A tenant at `rps` req/s whose 5xx share is `share(second)`, beside a
+    /// steady fleet; returns, per second, whether its 5xx spike is active.
+    fn replay(
+        cfg: impl FnOnce(&mut Config),
+        seconds: u64,
+        rps: f64,
+        share: impl Fn(u64) -> f64,
+        seed: u64,
+    ) -> Vec<bool> {
+        let mut sim = Sim::new(cfg);
+        let mut rng = Rng(seed);
+        (0..seconds)
+            .map(|sec| {
+                let n = rng.poisson(rps);
+                let bad = rng.binomial(n, share(sec));
+                sim.send("studio", n, bad, 500);
+                let m = rng.poisson(20.0);
+                let bad = rng.binomial(m, 0.02);
+                sim.send("fleet", m, bad, 500);
+                Sim::tenant_active(&sim.tick(), "5xx", "studio")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_incident_longer_than_the_baseline_keeps_firing_until_it_ends() {
+        // compressed: 30 s window, 2 min half-life, an incident of 4 half-lives
+        let (warm, len) = (900u64, 480u64);
+        let clear = 20u64;
+        for seed in 1..=5 {
+            let active = replay(
+                |c| {
+                    c.detector.short_window = Duration::from_secs(30);
+                    c.detector.baseline_half_life = Duration::from_secs(120);
+                    c.detector.clear_after = Duration::from_secs(clear);
+                },
+                warm + len + 120,
+                5.0,
+                |s| {
+                    if (warm..warm + len).contains(&s) {
+                        0.35
+                    } else {
+                        0.02
+                    }
+                },
+                seed,
+            );
+            let onset = (warm..warm + len)
+                .find(|&s| active[s as usize])
+                .expect("the incident never fired");
+            assert!(
+                onset - warm <= 30,
+                "seed {seed}: fired {}s after onset",
+                onset - warm
+            );
+            let gap = (onset..warm + len).find(|&s| !active[s as usize]);
+            assert_eq!(
+                gap, None,
+                "seed {seed}: resolved at {gap:?} while the incident went on"
+            );
+            let off = (warm + len..warm + len + 120)
+                .find(|&s| !active[s as usize])
+                .expect("never cleared after the incident");
+            assert!(
+                off - (warm + len) <= clear + 30 + 1,
+                "seed {seed}: cleared {}s after the end",
+                off - (warm + len)
+            );
+            assert!(
+                active[..warm as usize].iter().all(|a| !a),
+                "seed {seed}: false spike"
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_tenant_failing_from_its_first_request_fires_and_a_quiet_one_does_not() {
+        let hour = 3600u64;
+        for seed in 1..=10 {
+            // a fresh start: the studio and the fleet start together
+            let active = replay(|_| {}, 120, 1.0, |_| 0.35, seed);
+            let first = active.iter().position(|a| *a).expect("never fired");
+            assert!(first <= 60, "seed {seed}: first alert after {first}s");
+        }
+        // a new tenant after an hour of fleet history
+        for seed in 1..=10 {
+            let mut sim = Sim::new(|_| {});
+            let mut rng = Rng(seed);
+            for _ in 0..hour {
+                let m = rng.poisson(20.0);
+                let bad = rng.binomial(m, 0.02);
+                sim.send("fleet", m, bad, 500);
+                sim.tick();
+            }
+            let mut fired = None;
+            for sec in 0..90 {
+                let n = rng.poisson(1.0);
+                let bad = rng.binomial(n, 0.35);
+                sim.send("newcomer", n, bad, 500);
+                // a chronically failing newcomer of low volume stays quiet
+                let n = rng.poisson(0.3);
+                let bad = rng.binomial(n, 0.3);
+                sim.send("quiet", n, bad, 500);
+                let m = rng.poisson(20.0);
+                let bad = rng.binomial(m, 0.02);
+                sim.send("fleet", m, bad, 500);
+                let snap = sim.tick();
+                assert!(
+                    !Sim::tenant_active(&snap, "5xx", "quiet"),
+                    "seed {seed}: quiet fired"
+                );
+                assert!(
+                    !Sim::tenant_active(&snap, "5xx", "fleet"),
+                    "seed {seed}: fleet fired"
+                );
+                if fired.is_none() && Sim::tenant_active(&snap, "5xx", "newcomer") {
+                    fired = Some(sec);
+                }
+            }
+            let fired = fired.unwrap_or_else(|| {
+                let snap = sim.tick();
+                panic!("seed {seed}: newcomer never fired: {:?}", snap.signals[0])
+            });
+            assert!(fired <= 60, "seed {seed}: newcomer fired after {fired}s");
+        }
+    }
+
+    #[test]
+    fn a_permanent_change_is_learned_after_relearn_after() {
+        let (warm, relearn) = (900u64, 600u64);
+        let active = replay(
+            |c| {
+                c.detector.short_window = Duration::from_secs(30);
+                c.detector.baseline_half_life = Duration::from_secs(120);
+                c.detector.clear_after = Duration::from_secs(20);
+                c.detector.relearn_after = Duration::from_secs(relearn);
+            },
+            warm + relearn + 1200,
+            5.0,
+            |s| if s >= warm { 0.35 } else { 0.02 },
+            3,
+        );
+        assert!(active[(warm + 60) as usize..(warm + relearn) as usize]
+            .iter()
+            .all(|a| *a));
+        let off = ((warm + relearn) as usize..active.len())
+            .find(|&s| !active[s])
+            .expect("the new normal was never learned");
+        // the decayed baseline must climb to share/factor: about a half-life
+        assert!(
+            off as u64 - (warm + relearn) <= 600,
+            "learned after {}s",
+            off as u64 - warm - relearn
+        );
+        assert!(
+            active[off..].iter().all(|a| !a),
+            "fired again after learning"
+        );
     }
 }

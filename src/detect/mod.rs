@@ -19,12 +19,24 @@
 //!   any `n`, with no normal approximation, so small samples are safe;
 //! * a spike when `S ≥ ln(1/significance)` **and** `k ≥ min_events` **and**
 //!   `k/n ≥ factor × p0` (effect size: a huge tenant's tiny but significant
-//!   rise does not page) **and** `N ≥ max(min_requests, n)` (a series is
-//!   judged only against a baseline of its own, at least as large as the window).
+//!   rise does not page), judged against the series' own baseline when
+//!   `N ≥ max(min_requests, n)` (a baseline of its own, at least as large as
+//!   the window).
 //!
-//! A spike ends once that decision has been false for `clear_after`. The
-//! baseline does not learn while a spike is active, so a long outage keeps
-//! alerting until it ends rather than becoming the new normal.
+//! A series without such a baseline (a new tenant, a fresh start, a tenant
+//! whose baseline has decayed away) is "cold": once its window alone holds
+//! `cold_min_requests` requests it is judged the same way with `p0 =
+//! max(the overall series' baseline share, floor)`, so a studio that fails
+//! from its first request is alerted, while a low-volume one (whose share
+//! means little on its own) is not. A cold series keeps learning while it
+//! spikes, or it could never get a baseline of its own.
+//!
+//! A spike ends once the decision has been false for `clear_after`. A spike
+//! judged against the series' own baseline freezes that baseline, so a long
+//! outage keeps alerting until it ends rather than becoming the new normal,
+//! up to `relearn_after`: a spike that long is taken for a permanent change
+//! and the baseline learns again (the alert ends once the new share is the
+//! normal one).
 //!
 //! * [`spec`]: the signals and the decision;
 //! * [`window`]: the short window's ring of buckets;

@@ -21,13 +21,18 @@ pub struct SignalSpec {
     pub floor: f64,
     /// Effect size: the window's share must be at least `factor × p0`.
     pub factor: f64,
-    /// Requests the baseline must hold before the series is judged.
+    /// Requests the baseline must hold before the series is judged against it.
     pub min_requests: u64,
+    /// Window requests a series without a baseline of its own needs before it
+    /// is judged against the overall share instead ([`SignalSpec::judge`]).
+    pub cold_min_requests: u64,
     /// Events the window must hold.
     pub min_events: u64,
     /// Bound on the per-window probability of a steady series being judged a spike.
     pub significance: f64,
     pub clear_after: Duration,
+    /// How long a spike keeps its baseline frozen before it learns again.
+    pub relearn_after: Duration,
     /// Severity of the fleet-wide alert in the Prometheus rules.
     pub severity: String,
 }
@@ -65,19 +70,66 @@ impl SignalSpec {
         baseline.max(self.floor).min(P0_MAX)
     }
 
+    /// Whether a baseline of `base_requests` requests is the series' own
+    /// baseline for a window of `n` requests: at least `min_requests`, and at
+    /// least as large as the window (a baseline smaller than the window it is
+    /// compared with, just after start-up or for a tenant far above its usual
+    /// volume, is too noisy to judge by).
+    pub fn has_baseline(&self, n: f64, base_requests: f64) -> bool {
+        base_requests >= (self.min_requests as f64).max(n)
+    }
+
+    /// The share a window is judged against: the series' own baseline share
+    /// when it has one; else (a "cold" series: new tenant, fresh start,
+    /// traffic far above its usual volume), provided the window alone holds
+    /// `cold_min_requests`, the largest of what is known: the partial
+    /// baseline it has, and the `reference` share (the overall series'
+    /// baseline, when that has one). `None`: not judged.
+    pub fn expected(
+        &self,
+        n: f64,
+        base_requests: f64,
+        baseline: f64,
+        reference: Option<f64>,
+    ) -> Option<f64> {
+        if self.has_baseline(n, base_requests) {
+            Some(self.expected_share(baseline))
+        } else if n >= self.cold_min_requests as f64 {
+            let partial = if base_requests > 0.0 { baseline } else { 0.0 };
+            Some(self.expected_share(partial.max(reference.unwrap_or(0.0))))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a spike of a series with a baseline of `base_requests`
+    /// requests freezes that baseline: once it holds `min_requests`. A
+    /// series with less keeps learning while it spikes, or it could never
+    /// get a baseline at all.
+    pub fn freezes(&self, base_requests: f64) -> bool {
+        base_requests >= self.min_requests as f64
+    }
+
     /// The spike decision (module doc): `n` requests and `k` events in the
-    /// window, a baseline of `base_requests` requests with share `baseline`.
-    pub fn judge(&self, n: f64, k: f64, base_requests: f64, baseline: f64) -> bool {
-        // A baseline holding fewer requests than the window it is compared with
-        // (just started, or a tenant far above its usual volume) is too noisy to judge by.
-        if base_requests < (self.min_requests as f64).max(n)
-            || k < self.min_events as f64
-            || n <= 0.0
-        {
+    /// window, a baseline of `base_requests` requests with share `baseline`,
+    /// and the share a cold series is judged against (see [`Self::expected`]).
+    pub fn judge(
+        &self,
+        n: f64,
+        k: f64,
+        base_requests: f64,
+        baseline: f64,
+        reference: Option<f64>,
+    ) -> bool {
+        if k < self.min_events as f64 || n <= 0.0 {
             return false;
         }
-        let p0 = self.expected_share(baseline);
-        k / n >= self.factor * p0 && surprise(n, k, p0) >= self.surprise_threshold()
+        match self.expected(n, base_requests, baseline, reference) {
+            Some(p0) => {
+                k / n >= self.factor * p0 && surprise(n, k, p0) >= self.surprise_threshold()
+            }
+            None => false,
+        }
     }
 
     /// Every enabled signal of a config, validated; errors name the key.
@@ -112,6 +164,7 @@ impl SignalSpec {
                 member[status::cell_of(*code)] = true;
             }
             let mut classes = Vec::new();
+            let mut class_digits = Vec::new();
             for (i, class) in s.classes.iter().enumerate() {
                 let c = status::parse_class(class).ok_or_else(|| {
                     ConfigError::invalid(
@@ -120,6 +173,7 @@ impl SignalSpec {
                     )
                 })?;
                 let label = class.to_ascii_lowercase();
+                class_digits.extend(label.as_bytes().first().copied());
                 if !classes.contains(&label) {
                     classes.push(label);
                 }
@@ -127,6 +181,21 @@ impl SignalSpec {
                     if status::cell_class(cell) == c {
                         *m = true;
                     }
+                }
+            }
+            // A code outside the signal's classes must be a documented one:
+            // only those have a `code` label of their own in
+            // statuswatch_responses_total, so only those can be counted by the
+            // Prometheus rules, and both engines must count the same events.
+            for (i, code) in s.codes.iter().enumerate() {
+                let in_class = class_digits.contains(&(b'0' + (code / 100) as u8));
+                if !in_class && !cfg.catalog.codes.iter().any(|e| e.code == *code) {
+                    return Err(ConfigError::invalid(
+                        format!("signals.{name}.codes[{i}]"),
+                        format!(
+                            "{code} is not in the catalog, so statuswatch_responses_total has no code=\"{code}\" series to count it by (in process or in the Prometheus rules); add it to [[catalog.codes]] or name its class"
+                        ),
+                    ));
                 }
             }
             let cells: Vec<usize> = (0..CELLS).filter(|c| member[*c]).collect();
@@ -147,9 +216,11 @@ impl SignalSpec {
                 floor: s.floor.unwrap_or(d.floor),
                 factor: s.factor.unwrap_or(d.factor),
                 min_requests: s.min_requests.unwrap_or(d.min_requests),
+                cold_min_requests: s.cold_min_requests.unwrap_or(d.cold_min_requests),
                 min_events: s.min_events.unwrap_or(d.min_events),
                 significance: s.significance.unwrap_or(d.significance),
                 clear_after: s.clear_after.unwrap_or(d.clear_after),
+                relearn_after: s.relearn_after.unwrap_or(d.relearn_after),
                 severity: s.severity.clone().unwrap_or_else(|| "warning".into()),
             };
             if !SEVERITIES.contains(&spec.severity.as_str()) {
@@ -185,6 +256,18 @@ impl SignalSpec {
                 return Err(ConfigError::invalid(
                     which("min_events", s.min_events.is_some()),
                     "must be at least 1",
+                ));
+            }
+            if spec.cold_min_requests < spec.min_events {
+                return Err(ConfigError::invalid(
+                    which("cold_min_requests", s.cold_min_requests.is_some()),
+                    format!("must be at least min_events ({})", spec.min_events),
+                ));
+            }
+            if spec.relearn_after < d.short_window {
+                return Err(ConfigError::invalid(
+                    which("relearn_after", s.relearn_after.is_some()),
+                    "must be at least detector.short_window",
                 ));
             }
             if !(spec.significance > 0.0 && spec.significance < 0.5) {
@@ -276,18 +359,71 @@ mod tests {
     fn small_samples_are_judged_by_their_size() {
         let s = spec();
         // the normal approximation's trap: n=10, p0=0.02, k=3 (z = 6.3, P = 0.001)
-        assert!(!s.judge(10.0, 3.0, 1e4, 0.02));
-        // no baseline of its own yet: not judged
-        assert!(!s.judge(60.0, 40.0, 5.0, 0.0));
-        // a baseline smaller than the window (one 5 s bucket after start-up) is not trusted
-        assert!(!s.judge(2750.0, 90.0, 250.0, 0.008));
-        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008));
+        assert!(!s.judge(10.0, 3.0, 1e4, 0.02, None));
+        // a baseline smaller than the window (one 5 s bucket after start-up) is
+        // not its own: judged cold, against the reference share
+        assert!(!s.has_baseline(2750.0, 250.0));
+        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008, None));
+        assert!(!s.judge(2750.0, 90.0, 250.0, 0.008, Some(0.02)));
         // a huge tenant's tiny significant rise: 2.0% -> 2.5% is no spike (effect size)
         assert!(surprise(1e6, 25_000.0, 0.02) > s.surprise_threshold());
-        assert!(!s.judge(1e6, 25_000.0, 1e7, 0.02));
+        assert!(!s.judge(1e6, 25_000.0, 1e7, 0.02, None));
         // a chronically failing tenant (30 %) having a bad minute (8 of 20)
-        assert!(!s.judge(20.0, 8.0, 1e4, 0.3));
+        assert!(!s.judge(20.0, 8.0, 1e4, 0.3, None));
         // a clear incident of a 1 req/s tenant: 40 % of 60
-        assert!(s.judge(60.0, 24.0, 3600.0, 0.02));
+        assert!(s.judge(60.0, 24.0, 3600.0, 0.02, None));
+    }
+
+    #[test]
+    fn cold_series_are_judged_against_the_reference_once_the_window_is_large_enough() {
+        let s = spec();
+        assert_eq!(s.cold_min_requests, 30);
+        // no baseline of its own: a new studio failing 40 % of 60 requests
+        assert!(s.judge(60.0, 24.0, 0.0, 0.0, Some(0.02)));
+        assert!(s.judge(60.0, 24.0, 5.0, 0.0, None), "against the floor");
+        assert!(
+            !s.judge(60.0, 24.0, 5.0, 0.4, None),
+            "or its partial baseline"
+        );
+        // ... but not below cold_min_requests: 0.3 req/s at 30 % is not enough to go on
+        assert!(!s.judge(18.0, 9.0, 0.0, 0.0, Some(0.02)));
+        // and not when the fleet itself fails as much (the reference share)
+        assert!(!s.judge(60.0, 24.0, 0.0, 0.0, Some(0.3)));
+        // a series with a baseline of its own ignores the reference
+        assert_eq!(s.expected(60.0, 3600.0, 0.3, Some(0.01)), Some(0.3));
+        // a partial baseline of its own counts too, when it is the larger
+        assert_eq!(s.expected(60.0, 10.0, 0.3, Some(0.05)), Some(0.3));
+        assert_eq!(s.expected(60.0, 10.0, 0.02, Some(0.05)), Some(0.05));
+        assert_eq!(s.expected(60.0, 0.0, 0.0, None), Some(0.01));
+        assert_eq!(s.expected(29.0, 10.0, 0.3, Some(0.05)), None);
+    }
+
+    #[test]
+    fn detector_keys_are_validated_by_name() {
+        let mut cfg = Config::defaults().unwrap();
+        cfg.detector.cold_min_requests = 2;
+        let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("detector.cold_min_requests"), "{e}");
+        let mut cfg = Config::defaults().unwrap();
+        cfg.signals.get_mut("5xx").unwrap().relearn_after = Some(Duration::from_secs(1));
+        let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("signals.5xx.relearn_after"), "{e}");
+        // a signal code outside the catalog (and outside the signal's classes)
+        let mut cfg = Config::defaults().unwrap();
+        cfg.signals.insert(
+            "teapot".into(),
+            crate::config::SignalConfig {
+                enabled: true,
+                codes: vec![418],
+                ..Default::default()
+            },
+        );
+        let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
+        assert!(e.starts_with("signals.teapot.codes[0]"), "{e}");
+        assert!(e.contains("not in the catalog"), "{e}");
+        // inside one of its classes it is fine (502 under "5xx")
+        cfg.signals.get_mut("teapot").unwrap().codes = vec![502];
+        cfg.signals.get_mut("teapot").unwrap().classes = vec!["5xx".into()];
+        assert!(SignalSpec::all_from_config(&cfg).is_ok());
     }
 }

@@ -9,25 +9,27 @@
 //!
 //! What it emits:
 //!
-//! * **spike detection on pod-summed counters**: per tenant and overall, the
-//!   short window's requests `n` and signal events `k`, the baseline share
-//!   over `detector.baseline_half_life` before the window (`offset`), the
-//!   expected share `p0 = max(baseline, floor)` and the surprise
-//!   `n·KL(k/n ‖ p0)`; the alerts apply [`crate::detect::SignalSpec::judge`]'s
-//!   conditions to them. Aggregation is `sum without (instance, pod,
-//!   container, …)`, so `job`, `namespace`, `cluster` (and any other target
-//!   label) survive and two APIs' tenants never merge;
+//! * **spike detection on pod-summed counters**, as a chain that reads the
+//!   raw per-pod counters once per evaluation over the short window only and
+//!   takes the baseline from recorded series (see `spikes`): per tenant and
+//!   overall, `n`, `k`, the expected share `p0`, the surprise
+//!   `n·KL(k/n ‖ p0)` and the decision of
+//!   [`crate::detect::SignalSpec::judge`], with a baseline that does not
+//!   learn an incident and a reference share for series without a baseline.
+//!   Aggregation is `sum without (instance, pod, container, …)`, so `job`,
+//!   `namespace`, `cluster` (and any other target label) survive and two
+//!   APIs' tenants never merge;
 //! * **a suspension wave**: distinct tenants (deduplicated across pods) that
 //!   became suspended within `detector.wave_window`;
-//! * **multi-window multi-burn-rate SLO alerts** on the raw counters, with the
-//!   SLO as one setting ([`RulesOptions::slo`]);
+//! * **multi-window multi-burn-rate SLO alerts** on the same recorded
+//!   per-window series, with the SLO as one setting ([`RulesOptions::slo`]);
 //! * **health**: a sidecar that cannot be scraped, no sidecar scraped at all,
 //!   tenants folded into `__overflow__`.
 //!
 //! Every alert carries `severity` = `critical` / `warning` / `info` and a
 //! `runbook_url` built from one base URL ([`RulesOptions::runbook_base_url`]).
 //!
-//! The parts: `spikes` (spike recording rules and alerts), `health`
+//! The parts: `spikes` (spike and baseline rules, alerts), `health`
 //! (suspension wave, health), `slo` (burn rates) and `yaml` (the writer).
 
 mod health;
@@ -38,8 +40,7 @@ mod yaml;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
-use crate::detect::SignalSpec;
+use crate::state::Live;
 
 pub use spikes::signal_title;
 pub use yaml::prom_duration;
@@ -58,8 +59,6 @@ pub(super) const CODE_LABELS: &str = "code, class, origin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// A rules option or a config value the rules cannot express.
     #[error("{key}: {msg}")]
     Invalid { key: String, msg: String },
@@ -96,9 +95,12 @@ impl Default for RulesOptions {
     }
 }
 
-/// The rules file for `cfg` (YAML, ready for `rule_files:`).
-pub fn render(cfg: &Config, opts: &RulesOptions) -> Result<String, RulesError> {
-    let signals = SignalSpec::all_from_config(cfg)?;
+/// The rules file for a built config (YAML, ready for `rule_files:`). It
+/// takes the [`Live`] that `check` and `run` build, so the three commands
+/// accept exactly the same configs.
+pub fn render(live: &Live, opts: &RulesOptions) -> Result<String, RulesError> {
+    let cfg = &live.config;
+    let signals = &live.signals;
     if !(opts.slo > 0.0 && opts.slo < 1.0) {
         return Err(invalid("--slo", "must be within (0, 1), e.g. 0.999"));
     }
@@ -114,8 +116,8 @@ pub fn render(cfg: &Config, opts: &RulesOptions) -> Result<String, RulesError> {
             "must be a non-empty regex without '\"'",
         ));
     }
-    let w = prom_duration(cfg.detector.short_window);
-    let b = prom_duration(cfg.detector.baseline_half_life);
+    let chain = spikes::Chain::new(cfg);
+    let (w, b) = (&chain.w, &chain.b);
     let budget = 1.0 - opts.slo;
     let slo_pct = format!("{}", (opts.slo * 1e6).round() / 1e4);
 
@@ -136,11 +138,23 @@ pub fn render(cfg: &Config, opts: &RulesOptions) -> Result<String, RulesError> {
 # job, namespace, cluster and other target labels survive: N pods give one
 # alert per tenant, and two APIs' tenants never merge.
 #
+# Cost: only the first rules of `statuswatch.spikes` read the raw per-pod
+# counters, over the short window ({w}), once per evaluation; everything else
+# reads pod-summed recorded series (most of them only for tenants that have
+# signal events), so no query grows with pods x window length.
+#
 # Spike detection (per signal, per tenant and overall; the in-process detector
 # decides the same way on its own sidecar's share of the traffic):
 #   n, k   requests and signal events in the last {w} (pod-summed increase)
-#   p0     max(baseline share, floor): the share over the {b} before that window
-#          (offset {w}), once that baseline holds >= max(min_requests, n) requests
+#   N, B   requests and share of the baseline: the complete {w} windows of the
+#          {b} before the current one, except windows of a spike of a series
+#          whose baseline held >= min_requests (\"frozen\"); while such a spike
+#          lasts the baseline holds its value, so a long incident keeps
+#          alerting (up to relearn_after, then the baseline learns again)
+#   p0     max(B, floor) when N >= max(min_requests, n) (the series' own
+#          baseline); otherwise (\"cold\": a new tenant, a fresh start, far
+#          above its usual volume), once n >= cold_min_requests, the largest of
+#          B, the overall baseline share and floor
 #   S      n * KL(k/n || p0) = k ln(k/(n p0)) + (n-k) ln((n-k)/(n (1-p0))), the
 #          Chernoff bound P(>= k events | n, p0) <= exp(-S)
 #   spike  S >= ln(1/significance) and k/n >= factor * p0 and k >= min_events
@@ -162,35 +176,89 @@ groups:",
         pods = POD_LABELS,
     );
 
-    spikes::spike_rules(&mut y, &signals, cfg, opts)?;
+    let slo_src = slo::Source::new(signals);
+    spikes::spike_rules(&mut y, signals, cfg, opts);
+    slo_src.window_records(&mut y, &chain);
+    spikes::baseline_rules(&mut y, signals, cfg);
+    slo_src.tiled_records(&mut y, &chain);
     health::suspension_rules(&mut y, cfg);
     health::health_rules(&mut y, opts);
-    slo::burn_rate_rules(&mut y, budget, &slo_pct);
+    slo::burn_rate_rules(
+        &mut y,
+        &chain,
+        &slo_src,
+        cfg.detector.short_window,
+        budget,
+        &slo_pct,
+    );
     Ok(y.out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn defaults() -> Config {
         Config::defaults().unwrap()
     }
 
+    fn rules(cfg: Config, opts: &RulesOptions) -> Result<String, RulesError> {
+        render(&Live::build(cfg).unwrap(), opts)
+    }
+
     #[test]
     fn default_rules_carry_the_configured_decision() {
-        let out = render(&defaults(), &RulesOptions::default()).unwrap();
+        let out = rules(defaults(), &RulesOptions::default()).unwrap();
         assert!(out.contains("- alert: StatuswatchTenant5xxSpike"));
         assert!(out.contains("- alert: StatuswatchSuspensionWave"));
         assert!(out.contains("- alert: StatuswatchAbsent"));
         // ln(1/1e-7)
         assert!(out.contains(">= 16.1181"), "{out}");
-        assert!(out.contains("increase(statuswatch_responses_total{class=~\"5xx\"}[1h] offset 1m)"));
-        assert!(out.contains("(14.4 * 0.001"));
+        assert!(out.contains("(14.4 * 0.001)"));
+        // the decision's other thresholds: factor, min_events, min_requests, cold_min_requests
+        assert!(out.contains(">= 3 * tenant:statuswatch_signal_expected:ratio"));
+        assert!(out.contains(">= 5)"));
+        assert!(out.contains(
+            ">= 20) >= ignoring (signal) group_left () tenant:statuswatch_requests:increase1m"
+        ));
+        assert!(out.contains("(tenant:statuswatch_requests:increase1m >= 30)"));
+        // relearn_after = 1d
+        assert!(out.contains("< time() - 86400)"));
         assert!(!out.contains("sum by"), "aggregations keep target labels");
         assert!(!out.to_lowercase().contains("design"));
         for line in out.lines().filter(|l| l.contains("runbook_url")) {
             assert!(line.contains(DEFAULT_RUNBOOK_BASE_URL), "{line}");
+        }
+    }
+
+    /// Every range over the raw counter is the short window: the rules read
+    /// it once per evaluation, and longer windows come from recorded series.
+    #[test]
+    fn the_raw_counters_are_read_over_the_short_window_only() {
+        for (w, b) in [(60u64, 3600u64), (10, 60)] {
+            let mut cfg = defaults();
+            cfg.detector.short_window = Duration::from_secs(w);
+            cfg.detector.baseline_half_life = Duration::from_secs(b);
+            let out = rules(cfg, &RulesOptions::default()).unwrap();
+            let wd = prom_duration(Duration::from_secs(w));
+            let mut raw_reads = 0;
+            for (i, _) in out.match_indices("statuswatch_responses_total") {
+                let rest = &out[i..];
+                // a range right after the selector: `statuswatch_responses_total{...}[X]`
+                let sel_end = rest
+                    .find(|c: char| c == '[' || c == ')' || c == '\n')
+                    .unwrap();
+                if rest.as_bytes()[sel_end] == b'[' {
+                    let range =
+                        &rest[sel_end + 1..sel_end + 1 + rest[sel_end..].find(']').unwrap() - 1];
+                    assert_eq!(range, wd, "raw range {range} in {}", &rest[..sel_end + 8]);
+                    raw_reads += 1;
+                }
+            }
+            // requests once, and each of the two default signals' events once
+            assert_eq!(raw_reads, 3, "{out}");
+            assert!(!out.contains("offset 1h"), "no offset of raw counters");
         }
     }
 
@@ -211,12 +279,12 @@ mod tests {
             runbook_base_url: "https://runbooks.example.org/statuswatch/".into(),
             ..Default::default()
         };
-        let out = render(&cfg, &opts).unwrap();
+        let out = rules(cfg, &opts).unwrap();
         assert!(out.contains("- alert: StatuswatchTenantPaymentRequiredSpike"));
         assert!(out.contains("{code=~\"402\"}"));
         assert!(out.contains("signal: \"payment_required\""));
         assert!(out.contains(">= 11.5129"));
-        assert!(out.contains("(14.4 * 0.01"), "slo 0.99 -> budget 0.01");
+        assert!(out.contains("(14.4 * 0.01)"), "slo 0.99 -> budget 0.01");
         assert!(out.contains(
             "https://runbooks.example.org/statuswatch#runbook-statuswatchtenantsignalspike"
         ));
@@ -224,22 +292,24 @@ mod tests {
     }
 
     #[test]
-    fn undocumented_signal_codes_and_bad_options_are_named() {
+    fn without_a_5xx_signal_the_slo_counts_5xx_itself() {
         let mut cfg = defaults();
-        cfg.signals.insert(
-            "teapot".into(),
-            crate::config::SignalConfig {
-                enabled: true,
-                codes: vec![418],
-                ..Default::default()
-            },
-        );
-        let e = render(&cfg, &RulesOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("signals.teapot.codes[0]"), "{e}");
-        let e = render(
-            &defaults(),
+        cfg.signals.get_mut("5xx").unwrap().enabled = false;
+        let out = rules(cfg, &RulesOptions::default()).unwrap();
+        assert!(out.contains("- record: tenant:statuswatch_responses_5xx:increase1m\n"));
+        assert!(out.contains("- record: tenant:statuswatch_responses_5xx:increase1m_offset1m\n"));
+        assert!(!out.contains("StatuswatchTenant5xxSpike"));
+        let out = rules(defaults(), &RulesOptions::default()).unwrap();
+        assert!(!out.contains("statuswatch_responses_5xx:increase1m"));
+        assert!(out.contains(
+            "tenant:statuswatch_signal_events:increase1m_offset1m{signal=\"5xx\"}[270s]"
+        ));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let e = rules(
+            defaults(),
             &RulesOptions {
                 slo: 1.0,
                 ..Default::default()
@@ -248,5 +318,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("--slo"), "{e}");
+        let e = rules(
+            defaults(),
+            &RulesOptions {
+                job_regex: "a\"b".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("--job-regex"), "{e}");
     }
 }

@@ -1,58 +1,157 @@
 //! Multi-window multi-burn-rate SLO alerts (Google SRE workbook, "Alerting
-//! on SLOs") on the raw response counters, per tenant and per job, with the
-//! 1d/3d windows averaged from 5m rates so no rule scans days of samples.
+//! on SLOs"), per tenant and per job, on recorded series only: the 5m..6h
+//! windows are sums of the baseline group's one-sample-per-window series
+//! (`..._offset<w>`), the 1d/3d windows averages of hourly points of the 1h
+//! rate (a subquery at a 1h step), so no rule reads the raw per-pod
+//! counters over a long range and none scans days of samples.
 
 use std::time::Duration;
 
-use super::yaml::{num, Alert, Yaml};
-use super::{CODE_LABELS, POD_LABELS};
+use super::spikes::{Chain, LEVELS};
+use super::yaml::{num, prom_duration, q, Alert, Yaml};
+use crate::detect::SignalSpec;
+
+/// The burn-rate windows taken from the per-window series.
+const WINDOWS: [(&str, u64); 5] = [
+    ("5m", 300),
+    ("30m", 1800),
+    ("1h", 3600),
+    ("2h", 7200),
+    ("6h", 21_600),
+];
+
+/// Where the SLO's 5xx counts come from: the events of a signal that is
+/// exactly the 5xx class (the default `5xx` signal), or series of its own.
+pub(super) struct Source {
+    signal: Option<String>,
+}
+
+impl Source {
+    pub(super) fn new(signals: &[SignalSpec]) -> Source {
+        Source {
+            signal: signals
+                .iter()
+                .find(|s| s.classes == ["5xx"] && s.codes.iter().all(|c| c / 100 == 5))
+                .map(|s| s.name.clone()),
+        }
+    }
+
+    /// The per-window 5xx series of a level, as a selector.
+    fn tiled(&self, c: &Chain, lvl: &str) -> String {
+        match &self.signal {
+            Some(sig) => format!("{}{{signal={}}}", c.tiled(&c.events(lvl)), q(sig)),
+            None => c.tiled(&own_5xx(c, lvl)),
+        }
+    }
+
+    /// The spike group's part: the window's 5xx count, when no signal has it.
+    pub(super) fn window_records(&self, y: &mut Yaml, c: &Chain) {
+        if self.signal.is_some() {
+            return;
+        }
+        y.record(
+            &own_5xx(c, "tenant"),
+            &[],
+            &format!(
+                "sum without ({}, {}) (increase(statuswatch_responses_total{{class=\"5xx\"}}[{}])) > 0",
+                super::POD_LABELS,
+                super::CODE_LABELS,
+                c.w
+            ),
+        );
+        y.record(
+            &own_5xx(c, "job"),
+            &[],
+            &format!("sum without (tenant) ({})", own_5xx(c, "tenant")),
+        );
+    }
+
+    /// The baseline group's part: one sample per window of that count.
+    pub(super) fn tiled_records(&self, y: &mut Yaml, c: &Chain) {
+        if self.signal.is_some() {
+            return;
+        }
+        for lvl in LEVELS {
+            y.record(
+                &c.tiled(&own_5xx(c, lvl)),
+                &[],
+                &format!("{} offset {}", own_5xx(c, lvl), c.w),
+            );
+        }
+    }
+}
+
+fn own_5xx(c: &Chain, lvl: &str) -> String {
+    format!("{lvl}:statuswatch_responses_5xx:increase{}", c.w)
+}
 
 /// The recording and alert groups of the burn-rate alerts.
-pub(super) fn burn_rate_rules(y: &mut Yaml, budget: f64, slo_pct: &str) {
-    let tenant_agg = format!("{POD_LABELS}, {CODE_LABELS}");
-    let job_agg = format!("{POD_LABELS}, {CODE_LABELS}, tenant");
+pub(super) fn burn_rate_rules(
+    y: &mut Yaml,
+    c: &Chain,
+    src: &Source,
+    short_window: Duration,
+    budget: f64,
+    slo_pct: &str,
+) {
+    let w_secs = short_window.as_secs_f64();
     y.group(
-        "statuswatch.recording",
-        None,
-        &["Burn-rate inputs: requests/s, 5xx/s and 5xx share per tenant and per job at 5m..6h."],
+        "statuswatch.slo.windows",
+        Some(&c.w),
+        &[
+            "Burn-rate inputs: requests/s and 5xx/s per tenant and per job at 5m..6h, summed",
+            "from the one-sample-per-window series (5xx only where there were any).",
+        ],
     );
-    y.record(
-        "statuswatch:responses:rate5m",
-        &[],
-        &format!("sum without ({POD_LABELS}) (rate(statuswatch_responses_total[5m]))"),
-    );
-    for (lvl, agg) in [("tenant", &tenant_agg), ("job", &job_agg)] {
-        for win in ["5m", "30m", "1h", "2h", "6h"] {
-            let req = format!("{lvl}:statuswatch_responses:rate{win}");
-            let err = format!("{lvl}:statuswatch_responses_5xx:rate{win}");
+    for lvl in LEVELS {
+        for (win, secs) in WINDOWS {
+            // Whole windows only: k windows of the short window, k >= 1.
+            let k = ((secs as f64 / w_secs).round() as u64).max(1);
+            let span = short_window * k as u32;
+            let range = prom_duration(span.saturating_sub(short_window / 2).max(short_window / 2));
+            let per_s = num(span.as_secs_f64());
             y.record(
-                &req,
-                &[],
-                &format!("sum without ({agg}) (rate(statuswatch_responses_total[{win}]))"),
-            );
-            y.record(
-                &err,
+                &format!("{lvl}:statuswatch_responses:rate{win}"),
                 &[],
                 &format!(
-                    "sum without ({agg}) (rate(statuswatch_responses_total{{class=\"5xx\"}}[{win}]))\n  or 0 * {req}"
+                    "sum_over_time({}[{range}]) / {per_s}",
+                    c.tiled(&c.requests(lvl))
                 ),
             );
             y.record(
-                &format!("{lvl}:statuswatch_responses_5xx:ratio_rate{win}"),
+                &format!("{lvl}:statuswatch_responses_5xx:rate{win}"),
                 &[],
-                &format!("{err} / {req}"),
+                &format!(
+                    "sum without (signal) (sum_over_time({}[{range}])) / {per_s}",
+                    src.tiled(c, lvl)
+                ),
             );
         }
     }
     let b = num(budget);
+    // The share over a window: Σ5xx / Σrequests (a ratio of rates over the same span).
+    let share = |lvl: &str, win: &str| {
+        format!("{lvl}:statuswatch_responses_5xx:rate{win} / {lvl}:statuswatch_responses:rate{win}")
+    };
+    let burn = |lvl: &str, long: &str, short: &str, times: &str, min_rps: &str| {
+        format!(
+            "(\n    {} > ({times}{b})\n  and\n    {} > ({times}{b})\n  and\n    {lvl}:statuswatch_responses:rate{long} >= {min_rps}\n)",
+            share(lvl, long),
+            share(lvl, short),
+        )
+    };
     let fast = |lvl: &str| {
         format!(
-            "(\n    {lvl}:statuswatch_responses_5xx:ratio_rate1h > (14.4 * {b})\n  and\n    {lvl}:statuswatch_responses_5xx:ratio_rate5m > (14.4 * {b})\n  and\n    {lvl}:statuswatch_responses:rate1h >= 1\n)\nor\n(\n    {lvl}:statuswatch_responses_5xx:ratio_rate6h > (6 * {b})\n  and\n    {lvl}:statuswatch_responses_5xx:ratio_rate30m > (6 * {b})\n  and\n    {lvl}:statuswatch_responses:rate6h >= 1\n)"
+            "{}\nor\n{}",
+            burn(lvl, "1h", "5m", "14.4 * ", "1"),
+            burn(lvl, "6h", "30m", "6 * ", "1")
         )
     };
     let slow = |lvl: &str| {
         format!(
-            "(\n    {lvl}:statuswatch_responses_5xx:ratio_rate1d > (3 * {b})\n  and\n    {lvl}:statuswatch_responses_5xx:ratio_rate2h > (3 * {b})\n  and\n    {lvl}:statuswatch_responses:rate1d >= 0.1\n)\nor\n(\n    {lvl}:statuswatch_responses_5xx:ratio_rate3d > {b}\n  and\n    {lvl}:statuswatch_responses_5xx:ratio_rate6h > {b}\n  and\n    {lvl}:statuswatch_responses:rate3d >= 0.1\n)"
+            "{}\nor\n{}",
+            burn(lvl, "1d", "2h", "3 * ", "0.1"),
+            burn(lvl, "3d", "6h", "", "0.1")
         )
     };
     y.group("statuswatch.slo", None, &[]);
@@ -80,28 +179,25 @@ pub(super) fn burn_rate_rules(y: &mut Yaml, budget: f64, slo_pct: &str) {
         "statuswatch.slo.long",
         Some("5m"),
         &[
-            "1d/3d windows are averaged from the 5m rates every 5 minutes instead of",
-            "scanning days of raw samples at every evaluation.",
+            "1d/3d windows: the average of hourly points of the 1h rates (a subquery at a",
+            "1h step reads one point per hour), every 5 minutes.",
         ],
     );
-    for lvl in ["tenant", "job"] {
+    for lvl in LEVELS {
         for win in ["1d", "3d"] {
-            let req = format!("{lvl}:statuswatch_responses:rate{win}");
-            let err = format!("{lvl}:statuswatch_responses_5xx:rate{win}");
+            let req = format!("{lvl}:statuswatch_responses:rate1h");
             y.record(
-                &req,
+                &format!("{lvl}:statuswatch_responses:rate{win}"),
                 &[],
-                &format!("avg_over_time({lvl}:statuswatch_responses:rate5m[{win}])"),
+                &format!("avg_over_time({req}[{win}:1h])"),
             );
+            // An hour without 5xx has no 5xx series: it counts as 0, not as missing.
             y.record(
-                &err,
+                &format!("{lvl}:statuswatch_responses_5xx:rate{win}"),
                 &[],
-                &format!("avg_over_time({lvl}:statuswatch_responses_5xx:rate5m[{win}])"),
-            );
-            y.record(
-                &format!("{lvl}:statuswatch_responses_5xx:ratio_rate{win}"),
-                &[],
-                &format!("{err} / {req}"),
+                &format!(
+                    "avg_over_time(({lvl}:statuswatch_responses_5xx:rate1h or 0 * {req})[{win}:1h])"
+                ),
             );
         }
     }

@@ -1,10 +1,29 @@
-//! Spike detection in Prometheus: per signal, the recording rules that
-//! compute the detector's inputs on pod-summed counters (window, baseline,
-//! expected share, surprise) and the tenant and fleet-wide spike alerts that
-//! apply [`SignalSpec::judge`]'s conditions to them.
+//! Spike detection in Prometheus, as a chain that reads the raw per-pod
+//! counters once per evaluation, over the short window only, and takes every
+//! longer window from recorded, pod-summed series:
+//!
+//! * `statuswatch.spikes` (the global evaluation interval): per tenant and
+//!   overall, the window's requests `n` and signal events `k` (the only raw
+//!   read), the expected share `p0`, the surprise and the decision; the
+//!   alerts fire on the decision;
+//! * `statuswatch.baseline` (interval = the short window, so its samples
+//!   tile time): one sample per complete window of `n` and `k`, the windows
+//!   that belonged to a spike of a series with a baseline of at least
+//!   `min_requests` ("frozen", [`SignalSpec::freezes`]), and the baseline itself: Σk and Σn over the baseline span of
+//!   the windows that were not frozen. While a spike is frozen the baseline
+//!   holds its last value (a rule reading its own previous sample), so an
+//!   incident of any length is judged against the share from before it, as
+//!   in process; after `relearn_after` it learns again.
+//!
+//! A series without a baseline of its own (fewer than max(min_requests, n)
+//! requests: new tenant, fresh start, idle longer than the span) is judged
+//! against the larger of its partial baseline and the overall baseline share
+//! once its window holds `cold_min_requests` (see [`SignalSpec::expected`]).
+
+use std::time::Duration;
 
 use super::yaml::{num, prom_duration, q, Alert, Yaml};
-use super::{invalid, RulesError, RulesOptions, CODE_LABELS, POD_LABELS};
+use super::{RulesOptions, CODE_LABELS, POD_LABELS};
 use crate::config::Config;
 use crate::detect::{SignalSpec, P0_MAX};
 
@@ -26,32 +45,25 @@ pub fn signal_title(name: &str) -> String {
 }
 
 /// The label selector(s) of a signal's events, disjoint: classes first, then
-/// the codes outside those classes.
-pub(super) fn selectors(spec: &SignalSpec, cfg: &Config) -> Result<Vec<String>, RulesError> {
+/// the codes outside those classes ([`SignalSpec::all_from_config`] has
+/// checked that those are catalog codes, so each has a `code` label).
+pub(super) fn selectors(spec: &SignalSpec) -> Vec<String> {
     let mut out = Vec::new();
     let class_re = spec.classes.join("|");
     if !spec.classes.is_empty() {
         out.push(format!("class=~{}", q(&class_re)));
     }
-    let mut codes = Vec::new();
-    for (i, code) in spec.codes.iter().enumerate() {
-        if spec
-            .classes
-            .iter()
-            .any(|c| c.starts_with(char::from(b'0' + (code / 100) as u8)))
-        {
-            continue;
-        }
-        if !cfg.catalog.codes.iter().any(|e| e.code == *code) {
-            return Err(invalid(
-                format!("signals.{}.codes[{i}]", spec.name),
-                format!(
-                    "{code} is not in the catalog, so statuswatch_responses_total has no code=\"{code}\" series for the Prometheus rules; add it to [[catalog.codes]] or name its class"
-                ),
-            ));
-        }
-        codes.push(code.to_string());
-    }
+    let codes: Vec<String> = spec
+        .codes
+        .iter()
+        .filter(|code| {
+            !spec
+                .classes
+                .iter()
+                .any(|c| c.starts_with(char::from(b'0' + (*code / 100) as u8)))
+        })
+        .map(|c| c.to_string())
+        .collect();
     if !codes.is_empty() {
         let mut sel = format!("code=~{}", q(&codes.join("|")));
         if !spec.classes.is_empty() {
@@ -59,79 +71,191 @@ pub(super) fn selectors(spec: &SignalSpec, cfg: &Config) -> Result<Vec<String>, 
         }
         out.push(sel);
     }
-    Ok(out)
+    out
 }
 
-/// The `statuswatch.spikes` group: recording rules and alerts of every signal.
-pub(super) fn spike_rules(
-    y: &mut Yaml,
-    signals: &[SignalSpec],
-    cfg: &Config,
-    opts: &RulesOptions,
-) -> Result<(), RulesError> {
-    let w = prom_duration(cfg.detector.short_window);
-    let b = prom_duration(cfg.detector.baseline_half_life);
+/// The two aggregation levels of every spike series: per tenant, and overall
+/// (per job and whatever other target labels survive).
+pub(super) const LEVELS: [&str; 2] = ["tenant", "job"];
+
+/// The names and durations the chain is built from, computed once.
+pub(super) struct Chain {
+    /// The short window, e.g. "1m".
+    pub w: String,
+    /// The baseline span, e.g. "1h".
+    pub b: String,
+    /// Range selecting exactly span/window samples of a series recorded once
+    /// per window (ranges include both ends: half a window less than the span).
+    pub b_range: String,
+    /// Look-back for "a spike was decided lately": window + clear_after, the
+    /// alerts' keep_firing_for plus one window of evaluation lag.
+    pub recent: String,
+    /// Look-back deciding whether a complete window belonged to a frozen
+    /// spike: the window itself, clear_after before it, and one window after
+    /// it (the detection lag of an incident that began inside it).
+    pub covers: String,
+    /// Look-back of a rule reading its own previous sample (two intervals).
+    pub hold: String,
+}
+
+impl Chain {
+    pub(super) fn new(cfg: &Config) -> Chain {
+        let d = &cfg.detector;
+        let w = d.short_window;
+        let ca = signals_clear_after(cfg);
+        Chain {
+            w: prom_duration(w),
+            b: prom_duration(d.baseline_half_life),
+            b_range: prom_duration(d.baseline_half_life.saturating_sub(w / 2)),
+            recent: prom_duration(w + ca),
+            covers: prom_duration(w * 2 + ca),
+            hold: prom_duration(w * 2),
+        }
+    }
+
+    /// `L:statuswatch_requests:increase<w>`: requests in the window.
+    pub(super) fn requests(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_requests:increase{}", self.w)
+    }
+
+    /// `L:statuswatch_signal_events:increase<w>`: signal events in the window (> 0 only).
+    pub(super) fn events(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_events:increase{}", self.w)
+    }
+
+    /// `...:increase<w>_offset<w>`: the last complete window, one sample per window.
+    pub(super) fn tiled(&self, series: &str) -> String {
+        format!("{series}_offset{}", self.w)
+    }
+
+    fn spike(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_spike:ratio{}", self.w)
+    }
+
+    fn frozen(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_spike:frozen")
+    }
+
+    fn since(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_spike:since")
+    }
+
+    fn base_requests(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_baseline_requests:sum{}", self.b)
+    }
+
+    fn base_events(&self, lvl: &str) -> String {
+        format!("{lvl}:statuswatch_signal_baseline_events:sum{}", self.b)
+    }
+}
+
+/// The longest clear_after of any signal: one look-back serves them all
+/// (a longer one only keeps a spike's windows out of the baseline longer).
+fn signals_clear_after(cfg: &Config) -> Duration {
+    cfg.signals
+        .values()
+        .filter_map(|s| s.clear_after)
+        .chain(std::iter::once(cfg.detector.clear_after))
+        .max()
+        .unwrap_or(cfg.detector.clear_after)
+}
+
+/// `sum without (<pod labels>, <code labels>[, tenant])`: the aggregation
+/// of a level from the raw counter.
+fn raw_agg(lvl: &str) -> String {
+    if lvl == "tenant" {
+        format!("{POD_LABELS}, {CODE_LABELS}")
+    } else {
+        format!("{POD_LABELS}, {CODE_LABELS}, tenant")
+    }
+}
+
+/// The signal events of `spec` in the window, per tenant, from the raw counter.
+fn raw_events(spec: &SignalSpec, w: &str) -> String {
+    let parts: Vec<String> = selectors(spec)
+        .iter()
+        .map(|sel| format!("increase(statuswatch_responses_total{{{sel}}}[{w}])"))
+        .collect();
+    format!(
+        "sum without ({}) (\n  {}\n) > 0",
+        raw_agg("tenant"),
+        parts.join("\n    or\n  ")
+    )
+}
+
+/// The `statuswatch.spikes` group: window counts, expected share, surprise,
+/// decision and alerts of every signal.
+pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, opts: &RulesOptions) {
+    let c = Chain::new(cfg);
+    let w = &c.w;
     y.group(
         "statuswatch.spikes",
         None,
-        &["Fleet-level spike detection on pod-summed counters (see the header)."],
+        &[
+            "Fleet-level spike detection on pod-summed counters (see the header): the",
+            "only rules that read the raw per-pod counters, over the short window only.",
+        ],
     );
-    let levels = [
-        ("tenant", format!("{POD_LABELS}, {CODE_LABELS}")),
-        ("job", format!("{POD_LABELS}, {CODE_LABELS}, tenant")),
-    ];
-    for (lvl, agg) in &levels {
-        y.record(
-            &format!("{lvl}:statuswatch_requests:increase{w}"),
-            &[],
-            &format!("sum without ({agg}) (increase(statuswatch_responses_total[{w}]))"),
-        );
-        y.record(
-            &format!("{lvl}:statuswatch_requests:increase{b}_offset{w}"),
-            &[],
-            &format!("sum without ({agg}) (increase(statuswatch_responses_total[{b}] offset {w}))"),
-        );
-    }
+    y.record(
+        &c.requests("tenant"),
+        &[],
+        &format!(
+            "sum without ({}) (increase(statuswatch_responses_total[{w}]))",
+            raw_agg("tenant")
+        ),
+    );
+    y.record(
+        &c.requests("job"),
+        &[],
+        &format!("sum without (tenant) ({})", c.requests("tenant")),
+    );
     for spec in signals {
-        let sels = selectors(spec, cfg)?;
         let sig = spec.name.as_str();
         let sl = [("signal", sig)];
-        let title = signal_title(sig);
-        for (lvl, agg) in &levels {
-            let events = |range: &str, offset: &str, requests: &str| -> String {
-                sels.iter()
-                    .map(|sel| {
-                        format!(
-                            "(\n  sum without ({agg}) (increase(statuswatch_responses_total{{{sel}}}[{range}]{offset}))\n    or 0 * {requests}\n)"
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n+\n")
-            };
-            let req_w = format!("{lvl}:statuswatch_requests:increase{w}");
-            let req_b = format!("{lvl}:statuswatch_requests:increase{b}_offset{w}");
-            let ev_w = format!("{lvl}:statuswatch_signal_events:increase{w}");
-            let ev_b = format!("{lvl}:statuswatch_signal_events:increase{b}_offset{w}");
+        let m = format!("{{signal={}}}", q(sig));
+        y.record(&c.events("tenant"), &sl, &raw_events(spec, w));
+        y.record(
+            &c.events("job"),
+            &sl,
+            &format!("sum without (tenant) ({}{m})", c.events("tenant")),
+        );
+        let (floor, p0max) = (num(spec.floor), num(P0_MAX));
+        for lvl in LEVELS {
+            let req = c.requests(lvl);
+            let ev = format!("{}{m}", c.events(lvl));
+            let breq = format!("{}{m}", c.base_requests(lvl));
+            let bev = format!("{}{m}", c.base_events(lvl));
             let expected = format!("{lvl}:statuswatch_signal_expected:ratio");
             let ratio = format!("{lvl}:statuswatch_signal_events:ratio{w}");
             let surprise = format!("{lvl}:statuswatch_signal:surprise{w}");
-            let m = format!("{{signal={}}}", q(sig));
-            y.record(&ev_w, &sl, &events(&w, "", &req_w));
-            y.record(&ev_b, &sl, &events(&b, &format!(" offset {w}"), &req_b));
+            // Where the baseline is the series' own: >= max(min_requests, n).
+            let own = format!(
+                "(({breq} >= {}) >= ignoring (signal) group_left () {req})",
+                spec.min_requests
+            );
+            // A cold series is judged against the largest of what is known:
+            // its partial baseline, and (for a tenant) the overall baseline
+            // share, or the floor while neither exists.
+            let partial = format!("clamp(({bev} or 0 * {breq}) / ({breq} > 0), {floor}, {p0max})");
+            let reference = if lvl == "tenant" {
+                format!(
+                    "(\n        clamp(0 * {ev} + ignoring (tenant) group_left () job:statuswatch_signal_baseline:ratio{m}, {floor}, {p0max})\n          or\n        0 * {ev} + {floor}\n      )"
+                )
+            } else {
+                format!("(0 * {ev} + {floor})")
+            };
             y.record(
                 &expected,
                 &sl,
                 &format!(
-                    "clamp(\n  {ev_b}{m}\n    / ignoring (signal) group_left() (({req_b} >= {}) >= {req_w}),\n  {}, {}\n)",
-                    spec.min_requests,
-                    num(spec.floor),
-                    num(P0_MAX)
+                    "(\n    clamp(({bev} or 0 * {breq}) / {own}, {floor}, {p0max})\n  or\n    (\n      (({partial} >= {reference}) or {reference})\n      and ignoring (signal) ({req} >= {})\n    )\n)\nand {ev}",
+                    spec.cold_min_requests
                 ),
             );
             y.record(
                 &ratio,
                 &sl,
-                &format!("{ev_w}{m}\n  / ignoring (signal) group_left() ({req_w} > 0)"),
+                &format!("{ev}\n  / ignoring (signal) group_left () {req}"),
             );
             // q = max(k/n, p0), below 1: a share at or below p0 is no surprise (S = 0).
             let qc =
@@ -140,73 +264,179 @@ pub(super) fn spike_rules(
                 &surprise,
                 &sl,
                 &format!(
-                    "{req_w} * ignoring (signal) group_right() (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
+                    "{req} * ignoring (signal) group_right () (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
+                ),
+            );
+            y.record(
+                &c.spike(lvl),
+                &sl,
+                &format!(
+                    "({ratio}{m} >= {factor} * {expected}{m})\nand ({surprise}{m} >= {thr})\nand ({ev} >= {min_ev})",
+                    factor = num(spec.factor),
+                    thr = num((spec.surprise_threshold() * 1e4).round() / 1e4),
+                    min_ev = spec.min_events,
+                ),
+            );
+            // Frozen: a spike of a series whose baseline holds min_requests
+            // (SignalSpec::freezes), not yet relearn_after old. Its windows
+            // stay out of the baseline, which holds its value meanwhile.
+            y.record(
+                &c.frozen(lvl),
+                &sl,
+                &format!(
+                    "({}{m} and ({breq} >= {}))\nunless ({}{m} < time() - {})",
+                    c.spike(lvl),
+                    spec.min_requests,
+                    c.since(lvl),
+                    spec.relearn_after.as_secs()
                 ),
             );
         }
-        let decision = |lvl: &str| {
-            format!(
-                "{lvl}:statuswatch_signal_events:ratio{w}{m} >= {factor} * {lvl}:statuswatch_signal_expected:ratio{m}\nand {lvl}:statuswatch_signal:surprise{w}{m} >= {thr}\nand {lvl}:statuswatch_signal_events:increase{w}{m} >= {min_ev}",
-                m = format!("{{signal={}}}", q(sig)),
-                factor = num(spec.factor),
-                thr = num((spec.surprise_threshold() * 1e4).round() / 1e4),
-                min_ev = spec.min_events,
-            )
-        };
-        let known = matches!(sig, "5xx" | "suspended");
-        let what = match sig {
-            "5xx" => "5xx".to_string(),
-            "suspended" => "451 (suspended)".to_string(),
-            other => format!("{other} ({})", describe_codes(spec)),
-        };
-        let hint = match sig {
-            "5xx" => " origin=\"proxy\" in statuswatch_responses_total means the API could not be reached (502/504), origin=\"upstream\" that it answered 5xx.",
-            "suspended" => " The studio's subscription was suspended over a suspected terms-of-service violation: confirm it was intended.",
-            _ => "",
-        };
-        let stat = format!(
-            "improbable for the baseline share given the requests seen (chance below {}) and at least {}x that share.",
-            num(spec.significance),
-            num(spec.factor),
-        );
-        let tenant_alert = format!("StatuswatchTenant{title}Spike");
-        let tenant_runbook = if known {
-            None
-        } else {
-            Some("StatuswatchTenantSignalSpike")
-        };
-        y.alert(Alert {
-            name: &tenant_alert,
-            expr: &decision("tenant"),
-            for_: Some(opts.spike_for),
-            keep_firing_for: Some(spec.clear_after),
-            labels: &[("severity", "warning"), ("signal", sig)],
-            summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
-            description: &format!(
-                "{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}, summed over all pods of {{{{ $labels.job }}}}: {stat}{hint}"
-            ),
-            runbook: tenant_runbook,
-        });
-        let overall_alert = format!("Statuswatch{title}Spike");
-        let overall_runbook = if known {
-            None
-        } else {
-            Some("StatuswatchSignalSpike")
-        };
-        y.alert(Alert {
-            name: &overall_alert,
-            expr: &decision("job"),
-            for_: Some(opts.spike_for),
-            keep_firing_for: Some(spec.clear_after),
-            labels: &[("severity", spec.severity.as_str()), ("signal", sig)],
-            summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
-            description: &format!(
-                "{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Check which tenants and which origin (upstream or proxy) the responses come from."
-            ),
-            runbook: overall_runbook,
-        });
+        spike_alerts(y, spec, &c, opts);
     }
-    Ok(())
+}
+
+/// The `statuswatch.baseline` group: one sample per complete window, the
+/// frozen windows, spike onsets, and the baseline sums.
+pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config) {
+    let c = Chain::new(cfg);
+    y.group(
+        "statuswatch.baseline",
+        Some(&c.w),
+        &[
+            "The baseline, from recorded series only. The interval equals the short window,",
+            "so a `..._offset<w>` series holds one sample per complete window and",
+            "sum_over_time over the span adds each window once.",
+        ],
+    );
+    for lvl in LEVELS {
+        y.record(
+            &c.tiled(&c.requests(lvl)),
+            &[],
+            &format!("{} offset {}", c.requests(lvl), c.w),
+        );
+    }
+    for spec in signals {
+        let sig = spec.name.as_str();
+        let sl = [("signal", sig)];
+        let m = format!("{{signal={}}}", q(sig));
+        for lvl in LEVELS {
+            let req_t = c.tiled(&c.requests(lvl));
+            let ev_t = c.tiled(&c.events(lvl));
+            let fr_req = c.tiled(&format!(
+                "{lvl}:statuswatch_signal_frozen_requests:increase{}",
+                c.w
+            ));
+            let fr_ev = c.tiled(&format!(
+                "{lvl}:statuswatch_signal_frozen_events:increase{}",
+                c.w
+            ));
+            let frozen = format!("{}{m}", c.frozen(lvl));
+            let spike = format!("{}{m}", c.spike(lvl));
+            y.record(&ev_t, &sl, &format!("{}{m} offset {}", c.events(lvl), c.w));
+            // Onset time of the current spike (a flicker shorter than
+            // clear_after is the same spike), for relearn_after.
+            y.record(
+                &c.since(lvl),
+                &sl,
+                &format!(
+                    "(last_over_time({since}{m}[{hold}]) and max_over_time({spike}[{recent}]))\nor\n(0 * max_over_time({spike}[{recent}]) + time())",
+                    since = c.since(lvl),
+                    hold = c.hold,
+                    recent = c.recent,
+                ),
+            );
+            let covered = format!("max_over_time({frozen}[{}])", c.covers);
+            y.record(
+                &fr_req,
+                &sl,
+                &format!("{req_t} and ignoring (signal) {covered}"),
+            );
+            y.record(&fr_ev, &sl, &format!("{ev_t}{m} and {covered}"));
+            let frozen_now = format!("max_over_time({frozen}[{}])", c.recent);
+            let span = &c.b_range;
+            // Σ over the span of the windows that were not frozen; held
+            // while a frozen spike lasts.
+            y.record(
+                &c.base_requests(lvl),
+                &sl,
+                &format!(
+                    "(\n  (\n      sum_over_time({req_t}[{span}]) unless ignoring (signal) sum_over_time({fr_req}{m}[{span}])\n    or\n      sum_over_time({req_t}[{span}]) - ignoring (signal) sum_over_time({fr_req}{m}[{span}])\n  )\n  unless ignoring (signal) {frozen_now}\n)\nor ignoring (signal)\n(last_over_time({}{m}[{}]) and {frozen_now})",
+                    c.base_requests(lvl),
+                    c.hold
+                ),
+            );
+            y.record(
+                &c.base_events(lvl),
+                &sl,
+                &format!(
+                    "(\n  (\n      sum_over_time({ev_t}{m}[{span}]) unless sum_over_time({fr_ev}{m}[{span}])\n    or\n      sum_over_time({ev_t}{m}[{span}]) - sum_over_time({fr_ev}{m}[{span}])\n  )\n  unless {frozen_now}\n)\nor\n(last_over_time({}{m}[{}]) and {frozen_now})",
+                    c.base_events(lvl),
+                    c.hold
+                ),
+            );
+        }
+        y.record(
+            "job:statuswatch_signal_baseline:ratio",
+            &sl,
+            &format!(
+                "({bev} or 0 * {breq})\n  / ({breq} >= {})",
+                spec.min_requests,
+                bev = format!("{}{m}", c.base_events("job")),
+                breq = format!("{}{m}", c.base_requests("job")),
+            ),
+        );
+    }
+}
+
+/// The tenant and the fleet-wide alert of one signal, on its decision.
+fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions) {
+    let sig = spec.name.as_str();
+    let w = &c.w;
+    let m = format!("{{signal={}}}", q(sig));
+    let title = signal_title(sig);
+    let known = matches!(sig, "5xx" | "suspended");
+    let what = match sig {
+        "5xx" => "5xx".to_string(),
+        "suspended" => "451 (suspended)".to_string(),
+        other => format!("{other} ({})", describe_codes(spec)),
+    };
+    let hint = match sig {
+        "5xx" => " origin=\"proxy\" in statuswatch_responses_total means the API could not be reached (502/504), origin=\"upstream\" that it answered 5xx.",
+        "suspended" => " The studio's subscription was suspended over a suspected terms-of-service violation: confirm it was intended.",
+        _ => "",
+    };
+    let stat = format!(
+        "improbable for the baseline share given the requests seen (chance below {}) and at least {}x that share.",
+        num(spec.significance),
+        num(spec.factor),
+    );
+    let tenant_alert = format!("StatuswatchTenant{title}Spike");
+    y.alert(Alert {
+        name: &tenant_alert,
+        expr: &format!("{}{m}", c.spike("tenant")),
+        for_: Some(opts.spike_for),
+        keep_firing_for: Some(spec.clear_after),
+        labels: &[("severity", "warning"), ("signal", sig)],
+        summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
+        description: &format!(
+            "{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}, summed over all pods of {{{{ $labels.job }}}}: {stat}{hint}"
+        ),
+        runbook: (!known).then_some("StatuswatchTenantSignalSpike"),
+    });
+    let overall_alert = format!("Statuswatch{title}Spike");
+    y.alert(Alert {
+        name: &overall_alert,
+        expr: &format!("{}{m}", c.spike("job")),
+        for_: Some(opts.spike_for),
+        keep_firing_for: Some(spec.clear_after),
+        labels: &[("severity", spec.severity.as_str()), ("signal", sig)],
+        summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
+        description: &format!(
+            "{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Check which tenants and which origin (upstream or proxy) the responses come from."
+        ),
+        runbook: (!known).then_some("StatuswatchSignalSpike"),
+    });
 }
 
 fn describe_codes(spec: &SignalSpec) -> String {
@@ -244,7 +474,7 @@ mod tests {
             .into_iter()
             .find(|s| s.name == "mixed")
             .unwrap();
-        let sels = selectors(&spec, &cfg).unwrap();
+        let sels = selectors(&spec);
         assert_eq!(
             sels,
             vec![
