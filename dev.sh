@@ -5,7 +5,8 @@
 #   ./dev.sh test    the whole suite: fmt, clippy, unit + integration tests,
 #                    rule tests, deploy checks, end-to-end tests with real
 #                    Prometheus/Alertmanager, dashboard queries, bench smoke
-#   ./dev.sh bench   the full side-by-side benchmark (bench/run.sh)
+#   ./dev.sh bench   the full side-by-side benchmark (bench/run.sh); the rules at
+#                    scale: bash bench/scale.sh
 # One build profile (release) serves every step.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -67,10 +68,12 @@ cmd_test() {
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
   suite "e2e: fleet replay, 1 and 3 sidecars, shipped rules" python3 tests/e2e/test_fleet_replay.py
+  suite "e2e: a long incident keeps firing (compressed windows)" python3 tests/e2e/test_long_incident.py
   suite "e2e: every dashboard query against real Prometheus" python3 tests/e2e/test_dashboards.py
   if [ -f bench/run.sh ]; then
     suite "bench smoke" bash bench/run.sh --smoke
   fi
+  suite "bench smoke: rules at scale (old vs new rules, real Prometheus)" bash bench/scale.sh --smoke
   echo
   if [ "$SUITES_FAILED" -gt 0 ]; then
     echo "failed suites: ${FAILED_NAMES[*]}"

@@ -177,3 +177,57 @@ fn busy_port_stops_startup_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("proxy.listen"), "{err}");
 }
+
+/// `check` and `rules` build a config through the same `Live::build`, so they
+/// accept exactly the same configs: a set of good and bad ones, both ways.
+#[test]
+fn check_and_rules_accept_the_same_configs() {
+    let cases: &[&str] = &[
+        "[log]\nformat = \"text\"\n",
+        "[detector]\nshort_window = \"10s\"\nbaseline_half_life = \"1m\"\nclear_after = \"10s\"\n",
+        "[signals.payment_required]\ncodes = [402]\n",
+        "[signals.mixed]\ncodes = [451, 502]\nclasses = [\"5xx\"]\n",
+        "[signals.\"5xx\"]\nenabled = false\n",
+        // a code outside the catalog: no code label for the rules, refused by both
+        "[signals.teapot]\ncodes = [418]\n",
+        "[signals.teapot]\ncodes = [299]\n",
+        "[detector]\ncold_min_requests = 2\n",
+        "[detector]\nrelearn_after = \"1s\"\n",
+        "[detector]\nshort_window = \"10m\"\nbaseline_half_life = \"1h\"\n",
+        "[detector]\nbaseline_half_life = \"10s\"\n",
+        "[tenant]\npattern = \"[unclosed\"\n",
+        "[proxy]\nupstream = \"no-port\"\n",
+        "[admin]\nallow = [\"300.1.1.1\"]\n",
+        "[[catalog.codes]]\ncode = 999\nreason = \"x\"\n",
+        "[signals.bad]\nseverity = \"page\"\n",
+    ];
+    let mut accepted = 0;
+    for toml in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let run = |cmd: &str| {
+            let out = Command::new(bin())
+                .arg(cmd)
+                .arg("--config")
+                .arg(&path)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        };
+        let (check_ok, check_err) = run("check");
+        let (rules_ok, rules_err) = run("rules");
+        assert_eq!(
+            check_ok, rules_ok,
+            "{toml:?}: check {check_ok} ({check_err}) but rules {rules_ok} ({rules_err})"
+        );
+        if !check_ok {
+            assert_eq!(check_err, rules_err, "{toml:?}: the same error");
+        }
+        accepted += usize::from(check_ok);
+    }
+    assert_eq!(accepted, 5, "the first five configs are good, the rest bad");
+}

@@ -228,12 +228,20 @@ impl Detector {
         let signals = &self.signals;
         let mut slot_gen: Vec<u32> = Vec::with_capacity(self.tenants.len());
         let mut spikes: Vec<u64> = Vec::with_capacity(self.tenants.len() * nsig);
-        // What a tenant without a baseline of its own is judged against: the
-        // overall series' baseline share (as of the last tick), once it has one.
+        // What a tenant without a baseline of its own is judged against (as
+        // of the last tick): the overall series' baseline share once that
+        // holds min_requests, else (a fresh start) the overall window's share.
+        let overall_window = self.overall.requests.total() as f64;
         let references: Vec<Option<f64>> = signals
             .iter()
             .zip(self.overall.sig.iter())
-            .map(|(spec, o)| (o.decayed_requests >= spec.min_requests as f64).then_some(o.baseline))
+            .map(|(spec, o)| {
+                if spec.freezes(o.decayed_requests) {
+                    Some(o.baseline)
+                } else {
+                    (overall_window >= spec.cold_min_requests as f64).then_some(o.short)
+                }
+            })
             .collect();
         let mut views: Vec<SignalView> = signals
             .iter()

@@ -80,11 +80,14 @@ impl SignalSpec {
     }
 
     /// The share a window is judged against: the series' own baseline share
-    /// when it has one; else (a "cold" series: new tenant, fresh start,
-    /// traffic far above its usual volume), provided the window alone holds
-    /// `cold_min_requests`, the largest of what is known: the partial
-    /// baseline it has, and the `reference` share (the overall series'
-    /// baseline, when that has one). `None`: not judged.
+    /// when it has one. Else (a "cold" series: new tenant, fresh start,
+    /// traffic far above its usual volume), once the window alone holds
+    /// `cold_min_requests` and there is a `reference` share to go on (for a
+    /// tenant: the overall series' baseline share, or at a fresh start the
+    /// overall window's share), the largest of what is known:
+    /// that reference, and the partial baseline the series has. Taking the
+    /// largest means a noisy partial baseline can only make a cold series
+    /// harder to fire. `None`: not judged.
     pub fn expected(
         &self,
         n: f64,
@@ -93,13 +96,11 @@ impl SignalSpec {
         reference: Option<f64>,
     ) -> Option<f64> {
         if self.has_baseline(n, base_requests) {
-            Some(self.expected_share(baseline))
-        } else if n >= self.cold_min_requests as f64 {
-            let partial = if base_requests > 0.0 { baseline } else { 0.0 };
-            Some(self.expected_share(partial.max(reference.unwrap_or(0.0))))
-        } else {
-            None
+            return Some(self.expected_share(baseline));
         }
+        let reference = reference.filter(|_| n >= self.cold_min_requests as f64)?;
+        let partial = if base_requests > 0.0 { baseline } else { 0.0 };
+        Some(self.expected_share(partial.max(reference)))
     }
 
     /// Whether a spike of a series with a baseline of `base_requests`
@@ -380,11 +381,16 @@ mod tests {
         assert_eq!(s.cold_min_requests, 30);
         // no baseline of its own: a new studio failing 40 % of 60 requests
         assert!(s.judge(60.0, 24.0, 0.0, 0.0, Some(0.02)));
-        assert!(s.judge(60.0, 24.0, 5.0, 0.0, None), "against the floor");
         assert!(
-            !s.judge(60.0, 24.0, 5.0, 0.4, None),
+            s.judge(60.0, 24.0, 5.0, 0.0, Some(0.001)),
+            "against the floor"
+        );
+        assert!(
+            !s.judge(60.0, 24.0, 5.0, 0.4, Some(0.02)),
             "or its partial baseline"
         );
+        // nothing to go on (no overall share either): not judged
+        assert!(!s.judge(60.0, 24.0, 0.0, 0.0, None));
         // ... but not below cold_min_requests: 0.3 req/s at 30 % is not enough to go on
         assert!(!s.judge(18.0, 9.0, 0.0, 0.0, Some(0.02)));
         // and not when the fleet itself fails as much (the reference share)
@@ -394,7 +400,8 @@ mod tests {
         // a partial baseline of its own counts too, when it is the larger
         assert_eq!(s.expected(60.0, 10.0, 0.3, Some(0.05)), Some(0.3));
         assert_eq!(s.expected(60.0, 10.0, 0.02, Some(0.05)), Some(0.05));
-        assert_eq!(s.expected(60.0, 0.0, 0.0, None), Some(0.01));
+        assert_eq!(s.expected(60.0, 0.0, 0.0, Some(0.0)), Some(0.01));
+        assert_eq!(s.expected(60.0, 10.0, 0.3, None), None);
         assert_eq!(s.expected(29.0, 10.0, 0.3, Some(0.05)), None);
     }
 

@@ -302,7 +302,7 @@ mod tests {
         let out = rules(defaults(), &RulesOptions::default()).unwrap();
         assert!(!out.contains("statuswatch_responses_5xx:increase1m"));
         assert!(out.contains(
-            "tenant:statuswatch_signal_events:increase1m_offset1m{signal=\"5xx\"}[270s]"
+            "tenant:statuswatch_signal_events:increase1m_offset1m{signal=\\\"5xx\\\"}[270s]"
         ));
     }
 

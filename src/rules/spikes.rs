@@ -15,7 +15,7 @@
 //!   incident of any length is judged against the share from before it, as
 //!   in process; after `relearn_after` it learns again.
 //!
-//! A series without a baseline of its own (fewer than max(min_requests, n)
+//! A tenant without a baseline of its own (fewer than max(min_requests, n)
 //! requests: new tenant, fresh start, idle longer than the span) is judged
 //! against the larger of its partial baseline and the overall baseline share
 //! once its window holds `cold_min_requests` (see [`SignalSpec::expected`]).
@@ -220,7 +220,8 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             &format!("sum without (tenant) ({}{m})", c.events("tenant")),
         );
         let (floor, p0max) = (num(spec.floor), num(P0_MAX));
-        for lvl in LEVELS {
+        // The overall level first: a cold tenant's reference is its share.
+        for lvl in ["job", "tenant"] {
             let req = c.requests(lvl);
             let ev = format!("{}{m}", c.events(lvl));
             let breq = format!("{}{m}", c.base_requests(lvl));
@@ -233,23 +234,27 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
                 "(({breq} >= {}) >= ignoring (signal) group_left () {req})",
                 spec.min_requests
             );
-            // A cold series is judged against the largest of what is known:
-            // its partial baseline, and (for a tenant) the overall baseline
-            // share, or the floor while neither exists.
-            let partial = format!("clamp(({bev} or 0 * {breq}) / ({breq} > 0), {floor}, {p0max})");
-            let reference = if lvl == "tenant" {
+            // A cold tenant is judged against the largest of its partial
+            // baseline and the overall baseline share (at a fresh start: the
+            // overall window's share); a cold overall series is not judged,
+            // there is nothing to compare it with.
+            let cold = if lvl == "tenant" {
+                let partial = format!("({bev} or 0 * {breq}) / ({breq} > 0)");
+                let reference = format!(
+                    "(0 * {ev} + ignoring (tenant) group_left () (job:statuswatch_signal_baseline:ratio{m} or job:statuswatch_signal_events:ratio{w}{m}))"
+                );
                 format!(
-                    "(\n        clamp(0 * {ev} + ignoring (tenant) group_left () job:statuswatch_signal_baseline:ratio{m}, {floor}, {p0max})\n          or\n        0 * {ev} + {floor}\n      )"
+                    "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ignoring (signal) ({req} >= {})\n    )",
+                    spec.cold_min_requests
                 )
             } else {
-                format!("(0 * {ev} + {floor})")
+                String::new()
             };
             y.record(
                 &expected,
                 &sl,
                 &format!(
-                    "(\n    clamp(({bev} or 0 * {breq}) / {own}, {floor}, {p0max})\n  or\n    (\n      (({partial} >= {reference}) or {reference})\n      and ignoring (signal) ({req} >= {})\n    )\n)\nand {ev}",
-                    spec.cold_min_requests
+                    "(\n    clamp(({bev} or 0 * {breq}) / {own}, {floor}, {p0max}){cold}\n)\nand {ev}"
                 ),
             );
             y.record(

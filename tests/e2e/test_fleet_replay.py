@@ -22,12 +22,16 @@ traffic starts):
     0  background only (warm-up and quiet period: any alert here is false)
   150  big     the largest tenant (~12 req/s) answers 40 % 5xx for 90 s
   165  small   a ~1 req/s tenant answers 40 % 5xx for 90 s
+  200  newcomer a tenant never seen before appears at ~1 req/s, 35 % 5xx from its first
+               request, for 90 s: judged against the fleet's share (no baseline of its own)
   270  suspend one tenant suspended (451 from then on): its alert, and no wave
   330  wave    three more tenants suspended, 10 s apart: the wave
   390  outage  the API process is stopped for 20 s: the proxies answer 502 to everyone
   440  end
 For each fleet and incident it records onset -> firing (polling Prometheus' ALERTS every
-second) of the required alert, and counts every alert that starts firing outside the
+second) of the required alert (0 when it is still firing from an earlier incident at the
+onset, e.g. the fleet-wide 5xx alert of the large tenant's incident, which may keep
+firing up to clear_after + one window after it), and counts every alert that starts firing outside the
 incidents that explain it (false alerts; only the SLO burn-rate alerts are exempt). It
 does the same for the in-process detector (statuswatch_spike_active of any sidecar).
 Prints a table; fails if an incident's Prometheus alert does not fire within 60 s or if
@@ -57,12 +61,15 @@ CHRONIC = ["studio30", "studio35", "studio38"]  # ~0.3 req/s, 30 % 5xx all along
 PAST_DUE = "studio08"
 SUSPEND_ONE = "studio06"
 SUSPEND_WAVE = ["studio09", "studio15", "studio25"]
+NEWCOMER = "studio99"                        # not in TENANTS: no traffic before its incident
+NEWCOMER_RPS = 1.0
 BACKGROUND_5XX = 0.02
 
 # (name, onset, duration or None = until the end, description)
 INCIDENTS = [
     ("big", 150, 90, f"large tenant {BIG} 40 % 5xx"),
     ("small", 165, 90, f"~1 req/s tenant {SMALL} 40 % 5xx"),
+    ("newcomer", 200, 70, f"new ~1 req/s tenant {NEWCOMER} 35 % 5xx from its first request"),
     ("suspend", 270, None, f"one tenant suspended ({SUSPEND_ONE})"),
     ("wave", 330, None, f"three tenants suspended within 20 s ({', '.join(SUSPEND_WAVE)})"),
     ("outage", 390, 20, "upstream down 20 s (502 for everyone)"),
@@ -80,6 +87,7 @@ def required(incident):
     return {
         "big": [("alert", "StatuswatchTenant5xxSpike", BIG), ("spike", "5xx", BIG)],
         "small": [("alert", "StatuswatchTenant5xxSpike", SMALL), ("spike", "5xx", SMALL)],
+        "newcomer": [("alert", "StatuswatchTenant5xxSpike", NEWCOMER), ("spike", "5xx", NEWCOMER)],
         "suspend": [("alert", "StatuswatchTenantSuspensionSpike", SUSPEND_ONE),
                     ("spike", "suspended", SUSPEND_ONE)],
         "wave": [("alert", "StatuswatchSuspensionWave", None),
@@ -93,8 +101,8 @@ def explains(incident, kind, name, tenant):
     if incident == "big":
         return (name in ("StatuswatchTenant5xxSpike", "5xx") and tenant == BIG) or \
             name == "Statuswatch5xxSpike" or (kind == "spike" and name == "5xx" and tenant == "__all__")
-    if incident == "small":
-        return name in ("StatuswatchTenant5xxSpike", "5xx") and tenant == SMALL
+    if incident in ("small", "newcomer"):
+        return name in ("StatuswatchTenant5xxSpike", "5xx") and tenant == (SMALL if incident == "small" else NEWCOMER)
     if incident in ("suspend", "wave"):
         who = [SUSPEND_ONE] if incident == "suspend" else SUSPEND_WAVE
         return (name in ("StatuswatchTenantSuspensionSpike", "suspended") and tenant in who) or \
@@ -117,6 +125,7 @@ class Load:
         self.fleets = fleets  # name -> [proxy ports]
         self.rng = random.Random(seed)
         self.mode = {t: "bg" for t in TENANTS}
+        self.mode[NEWCOMER] = "off"
         for t in CHRONIC:
             self.mode[t] = "chronic"
         self.mode[PAST_DUE] = "pastdue"
@@ -128,6 +137,7 @@ class Load:
         self.threads = []
         total = sum(WEIGHTS)
         self.rates = {t: RPS * w / total for t, w in zip(TENANTS, WEIGHTS)}
+        self.rates[NEWCOMER] = NEWCOMER_RPS
 
     def set(self, tenant, mode):
         with self.lock:
@@ -139,6 +149,8 @@ class Load:
             return 451
         if mode == "5xx40":
             return 500 if u < 0.3 else 503 if u < 0.4 else 200
+        if mode == "5xx35":
+            return 500 if u < 0.25 else 503 if u < 0.35 else 200
         if mode == "chronic":
             return 500 if u < 0.3 else 200
         if mode == "pastdue":
@@ -164,7 +176,9 @@ class Load:
             with self.lock:
                 modes = dict(self.mode)
             for fleet, ports in self.fleets.items():
-                for t in TENANTS:
+                for t in self.rates:
+                    if modes[t] == "off":
+                        continue
                     lam = self.rates[t] * step
                     # Poisson by inversion
                     n, p, lim = 0, self.rng.random(), pow(2.718281828459045, -lam)
@@ -226,6 +240,7 @@ class Watch:
         self.prom = prom
         self.onsets = []   # (t, fleet, kind, name, tenant, labels)
         self.active = set()
+        self.history = []  # (t, active set) at every poll
         self.stop_ev = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.errors = 0
@@ -254,6 +269,7 @@ class Watch:
                     fleet, kind, name, tenant, extra = key
                     self.onsets.append((t, fleet, kind, name, tenant, extra))
                 self.active = now
+                self.history.append((t, now))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
 
     def start(self):
@@ -345,11 +361,16 @@ def run():
         onset["small"] = time.monotonic()
         log(f"small: {SMALL} 40 % 5xx")
         load.set(SMALL, "5xx40")
+        at(200)
+        onset["newcomer"] = time.monotonic()
+        log(f"newcomer: {NEWCOMER} appears, 35 % 5xx")
+        load.set(NEWCOMER, "5xx35")
         at(240)
         load.set(BIG, "bg")
         at(255)
         load.set(SMALL, "bg")
         at(270)
+        load.set(NEWCOMER, "off")
         onset["suspend"] = time.monotonic()
         log(f"suspend: {SUSPEND_ONE} answers 451")
         load.set(SUSPEND_ONE, "451")
@@ -382,8 +403,10 @@ def run():
                     for k, what, tenant in required(name):
                         if k != kind:
                             continue
-                        hits = [o[0] - onset[name] for o in evs if o[3] == what
-                                and (tenant is None or o[4] == tenant) and o[0] >= onset[name]]
+                        # the first poll at or after the onset where it is firing
+                        hits = [t - onset[name] for t, now in watch.history if t >= onset[name]
+                                and any(a[0] == fleet and a[1] == kind and a[2] == what
+                                        and (tenant is None or a[3] == tenant) for a in now)]
                         res["lat"][name] = min(hits) if hits else None
                 for t, _, _, what, tenant, extra in evs:
                     if kind == "alert" and what in BURN_ALERTS:
