@@ -17,10 +17,10 @@ Panels that are empty by design when all is well are listed in ALLOWED_EMPTY wit
 reason; they must still parse. Targets that are empty by design in a latency mode are
 listed in MODE_EMPTY: in that mode they must be empty (data there would be a wrong
 reading, e.g. a 0 % slow share where nothing measures it), and the panel's description
-must say so, naming the mode ("slow", ...) and the word "empty". Once a sidecar has a
-per-tenant spike onset, "Spike onsets in the time range" must show it (its counter
-series is created at the onset, so a plain increase() would miss it). Before querying, the test waits (bounded, 120 s) for the
-demo's scripted incident to make a tenant spike and then drills into that tenant, so the
+must say so, naming the mode ("slow", ...) and the word "empty". Once a sidecar has
+per-tenant spike onsets, "Spike onsets in the time range" must list every one of their
+series (each is created at its first onset, at 1, so a plain increase() misses it).
+Before querying, the test waits (bounded, 120 s) for the demo's scripted incident to make a tenant spike and then drills into that tenant, so the
 spike panels are usually checked with data too. Queries that are empty but expected to
 have data are retried until a deadline.
 Env: STATUSWATCH_E2E_SPIKE_WAIT, STATUSWATCH_E2E_DATA_DEADLINE (seconds), PROMETHEUS_BIN.
@@ -203,26 +203,26 @@ def legend_labels(legend):
 
 
 def run_target(prom, uid, panel, t, tenant, range_s, instance):
-    """(parse_ok, has_data, detail) for one target."""
+    """(parse_ok, has_data, detail, series) for one target."""
     expr = substitute(t.get("expr", ""), tenant, range_s, instance)
     now = time.time()
     inst = prom.query(expr, now)
     if inst.get("status") != "success":
-        return False, False, f"instant query failed: {inst.get('error')} :: {expr}"
+        return False, False, f"instant query failed: {inst.get('error')} :: {expr}", 0
     result = inst["data"]["result"]
     kind = panel.get("type")
     if kind == "timeseries" and not t.get("instant"):
         rng = prom.query_range(expr, now - RANGE_QUERY_SPAN, now, STEP)
         if rng.get("status") != "success":
-            return False, False, f"range query failed: {rng.get('error')} :: {expr}"
+            return False, False, f"range query failed: {rng.get('error')} :: {expr}", 0
         result = rng["data"]["result"]
     if not result:
-        return True, False, f"no data :: {expr}"
+        return True, False, f"no data :: {expr}", 0
     want = legend_labels(t.get("legendFormat"))
     missing = sorted({lbl for s in result for lbl in want if lbl not in s.get("metric", {})})
     if missing:
-        return False, True, f"legend labels {missing} missing from the result :: {expr}"
-    return True, True, f"{len(result)} series"
+        return False, True, f"legend labels {missing} missing from the result :: {expr}", len(result)
+    return True, True, f"{len(result)} series", len(result)
 
 
 def check_variables(prom, d):
@@ -300,6 +300,12 @@ def main():
             wait_for("a tenant spike", lambda: prom.scalar(
                 'count(statuswatch_spike_active{job="statuswatch",tenant!="__all__"} == 1)'), SPIKE_WAIT, watch)
             print("a tenant is spiking", flush=True)
+            # and a per-tenant onset series on every sidecar, so the onset panels are
+            # checked against a series created at its first onset in each mode
+            wait_for("a per-tenant onset on every sidecar", lambda: (prom.scalar(
+                'count(count by (instance) (statuswatch_spikes_total{job="statuswatch",tenant!="__all__"}))')
+                or 0) >= len(admins), SPIKE_WAIT, watch)
+            print("every sidecar has a per-tenant spike onset", flush=True)
         except RuntimeError as e:
             if any(p.poll() is not None for _, p in watch):
                 raise
@@ -331,10 +337,21 @@ def main():
             retry = []
             for mode, instance, onsets, uid, p, t in pending:
                 name = f"[{mode}] {uid} / {p.get('title')} / {t.get('refId')}"
-                ok, has_data, detail = run_target(prom, uid, p, t, tenant, range_s, instance)
+                if (uid, p.get("title")) in ONSET_PANELS:
+                    # counted now, beside the panel's query: every onset series with an onset
+                    # (tenant="__all__" too, which existed from 0) must be a row
+                    onsets = prom.scalar(f'count(statuswatch_spikes_total{{job="statuswatch",instance="{instance}"}} > 0)'
+                                         ' and on () count(statuswatch_spikes_total{job="statuswatch",'
+                                         f'instance="{instance}",tenant!="__all__"}})') or 0
+                ok, has_data, detail, n = run_target(prom, uid, p, t, tenant, range_s, instance)
                 allowed = ALLOWED_EMPTY.get((uid, p.get("title")))
                 if (uid, p.get("title")) in ONSET_PANELS and onsets:
-                    allowed = None  # a tenant's onset series exists: the panel must count it
+                    # Every per-tenant onset series was created within the range (the scrapes
+                    # started with the test), at 1: the table must list each onset series.
+                    allowed = None
+                    if ok and has_data and n < onsets:
+                        ok, detail = False, f"{n} rows for {onsets:g} onset series: " \
+                                            f"a series created at its first onset is not counted :: {detail}"
                 if not ok:
                     report(False, name, detail)
                 elif empty_by_mode(uid, p, t.get("refId"), mode):
