@@ -115,7 +115,7 @@ fn bench_hot_path(c: &mut Criterion) {
     drop(live);
     g.bench_function("tenant_latency_observe", |b| {
         let counters = &shared.registry.slot(acme_slot).counters;
-        b.iter(|| counters.observe(black_box(Duration::from_micros(350))))
+        b.iter(|| counters.observe(black_box(Duration::from_micros(350)), 500_000_000))
     });
     // The control: each thread with a process state of its own, so the two
     // share no memory at all. What two threads cost beyond one here is the
@@ -207,7 +207,7 @@ fn populated(tenants: usize) -> (Arc<Shared>, usize) {
         }
         slot.counters.add(Origin::Proxy, status::cell_of(502));
         slot.counters
-            .observe(Duration::from_millis(1 + (i % 300) as u64));
+            .observe(Duration::from_millis(1 + (i % 300) as u64), 500_000_000);
     }
     drop(live);
     let mut out = String::new();

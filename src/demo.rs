@@ -8,7 +8,9 @@
 //!
 //! The incident script repeats every 3 minutes: `inkhouse` has a 5xx burst
 //! from 0:30 to 1:15, `shadyink` is suspended (451) from 1:00 to 2:30, and
-//! `blackcat` is always past due (402).
+//! `blackcat` is always past due (402). One API answer in [`SLOW_ONE_IN`]
+//! takes [`SLOW_DELAY`], a slow tail above the default latency objective
+//! (500 ms), so the per-tenant latency panels have something to show.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -40,6 +42,12 @@ pub const STUDIOS: [(&str, u32); 7] = [
 
 /// Length of the incident script.
 pub const CYCLE: Duration = Duration::from_secs(180);
+
+/// One API answer (not `/status/{code}`, whose timing tests control) in
+/// this many is slow...
+pub const SLOW_ONE_IN: u32 = 100;
+/// ...by this much.
+pub const SLOW_DELAY: Duration = Duration::from_millis(700);
 
 thread_local! {
     static RNG: Cell<u64> = Cell::new(seed());
@@ -162,6 +170,9 @@ impl ServeHttp for DemoUpstream {
                 .filter(|c| (200..=599).contains(c))
                 .unwrap_or(400)
         } else {
+            if rand_below(SLOW_ONE_IN) == 0 {
+                tokio::time::sleep(SLOW_DELAY).await;
+            }
             rev23_status(
                 tenant.as_deref(),
                 &req.method,

@@ -74,7 +74,8 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Run,
-    /// Validate the config (file + environment) and exit: 0 when valid.
+    /// Validate the config (file + environment), print the series it costs per
+    /// pod (worst case and expected, at tenant.max_tenants) and exit: 0 when valid.
     Check,
     /// Print the Prometheus rules (recording rules and alerts) for the config's
     /// signals and thresholds, as YAML on stdout.
@@ -156,6 +157,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Check => {
             let live = Live::build(Config::load(&sources)?)?;
             println!("config ok: {}", server::describe(&live));
+            println!("{}", statuswatch::metrics::budget::Budget::of(&live));
             Ok(())
         }
         Command::Rules {

@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::config::LatencyMode;
 use crate::conn::{ConnSettings, ConnSink};
 use crate::state::{Live, Shared};
 use crate::status::{self, Origin};
@@ -37,7 +38,10 @@ impl Shared {
         let registry = &self.registry;
         let slot = registry.slot(r.tenant);
         slot.counters.add(r.origin, status::cell_of(r.code));
-        slot.counters.observe(r.elapsed);
+        if live.latency != LatencyMode::Off {
+            slot.counters
+                .observe(r.elapsed, live.latency_objective_nanos);
+        }
         if !r.tenant.is_reserved() {
             registry.touch(r.tenant, now);
             if slot.set_suspended(r.code == 451) {

@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use crate::catalog::Catalog;
 use ipnet::IpNet;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LatencyMode};
 use crate::detect::{self, SignalSpec};
 use crate::limit::{ConnLimit, Listener};
 use crate::tally::Global;
@@ -33,6 +33,11 @@ pub struct Live {
     pub tls: Option<Arc<CertKey>>,
     /// The upstream peer every request is sent to, with its timeouts.
     pub peer: HttpPeer,
+    /// `tenant.latency`.
+    pub latency: LatencyMode,
+    /// `tenant.latency_objective` in nanoseconds, as the request path
+    /// compares it.
+    pub latency_objective_nanos: u64,
 }
 
 impl Live {
@@ -50,7 +55,10 @@ impl Live {
         peer.options.read_timeout = Some(p.read_timeout);
         peer.options.write_timeout = Some(p.write_timeout);
         peer.options.idle_timeout = Some(p.idle_timeout);
+        let objective = config.tenant.latency_objective;
         Ok(Live {
+            latency: config.tenant.latency_mode()?,
+            latency_objective_nanos: objective.as_nanos().min(u64::MAX as u128) as u64,
             resolver: ResolverSpec::from_config(&config.tenant)?,
             catalog: Catalog::from_config(&config.catalog)?,
             signals: SignalSpec::all_from_config(&config)?,

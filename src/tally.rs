@@ -8,20 +8,24 @@
 //! request path never bounces a shared cache line.
 //!
 //! # Per-tenant latency
-//! Each tenant slot carries a histogram with only [`TENANT_DURATION_BUCKETS`]
-//! (five bounds plus +Inf) and a sum, on one cache line of its own. Why a
-//! histogram and not just `_sum`/`_count`: the per-request cost is the same
-//! (one bucket pick without branches, two uncontended atomic adds on a line
-//! the thread already owns for that tenant), and only buckets give p95/p99,
-//! which is what latency questions are about; a mean hides the slow tail.
-//! Why so few buckets: every bucket is one series per tenant, so the budget
-//! is 8 series per tracked tenant (6 buckets + `_sum` + `_count`), bounded by
-//! `tenant.max_tenants` like every other tenant series. The bounds are a
-//! subset of [`DURATION_BUCKETS`], so per-tenant and overall quantiles are
-//! interpolated over the same edges. Users who want only the mean can drop
-//! the `_bucket` series at scrape time and keep 2 series per tenant.
-//! The histogram lives in [`Counters`], so reclaiming a slot resets it with
-//! the response counters and a reclaimed tenant's series leave together.
+//! Each tenant slot carries a small histogram ([`TENANT_DURATION_BUCKETS`]:
+//! five bounds plus +Inf), a sum, and a count of responses slower than
+//! `tenant.latency_objective`, together on one cache line of their own. An
+//! observation is a bucket pick without branches, two uncontended atomic
+//! adds on a line the thread already owns for that tenant, and a third only
+//! for a slow response; no lock, no allocation.
+//!
+//! All three are always counted (unless `tenant.latency = "off"`), and
+//! `tenant.latency` only chooses what the exposition shows: the slow counter
+//! (1 series per tenant), `_sum`/`_count` (2) or the whole histogram (8).
+//! Counting costs nanoseconds once per request; series cost Prometheus memory
+//! per tenant and per pod for as long as they exist. Keeping every count
+//! means a reload that switches the mode shows counters that were never
+//! reset, as Prometheus expects of counters. The bucket bounds are a subset
+//! of [`DURATION_BUCKETS`], so per-tenant and overall quantiles are
+//! interpolated over the same edges. The counts live in [`Counters`], so
+//! reclaiming a slot resets them with the response counters and a reclaimed
+//! tenant's series leave together.
 
 use std::sync::atomic::{
     AtomicI64, AtomicU64,
@@ -44,14 +48,15 @@ const TENANT_BUCKET_NANOS: [u64; 5] = [
     2_500_000_000,
 ];
 
-/// One tenant's latency histogram: non-cumulative buckets (the last is +Inf)
-/// and the sum in nanoseconds. Aligned to a cache line so the two adds of an
-/// observation touch one line.
+/// One tenant's latency: non-cumulative buckets (the last is +Inf), the sum
+/// in nanoseconds and the responses slower than the objective. 64 bytes,
+/// aligned to a cache line, so every add of an observation touches one line.
 #[repr(align(64))]
 #[derive(Default)]
 struct TenantLatency {
     buckets: [AtomicU64; TENANT_DURATION_BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
+    slow: AtomicU64,
 }
 
 /// One tenant's response counters, indexed by `origin * CELLS + cell`, and
@@ -77,6 +82,8 @@ pub struct TenantLatencySnapshot {
     /// Observations (the +Inf bucket).
     pub count: u64,
     pub sum_seconds: f64,
+    /// Observations above the latency objective they were recorded with.
+    pub slow: u64,
 }
 
 impl Counters {
@@ -101,10 +108,12 @@ impl Counters {
     }
 
     /// Record one response's client-observed duration in the tenant's
-    /// histogram. Lock-free and allocation-free: the bucket index is the
-    /// number of bounds below the value (no branches), then two relaxed adds.
+    /// histogram, and count it as slow when it took longer than
+    /// `objective_nanos`. Lock-free and allocation-free: the bucket index is
+    /// the number of bounds below the value (no branches), then two relaxed
+    /// adds, and a third for a slow response (rare, so the branch predicts).
     #[inline]
-    pub fn observe(&self, elapsed: Duration) {
+    pub fn observe(&self, elapsed: Duration, objective_nanos: u64) {
         let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
         let bucket: usize = TENANT_BUCKET_NANOS
             .iter()
@@ -112,6 +121,9 @@ impl Counters {
             .sum();
         self.latency.buckets[bucket].fetch_add(1, Relaxed);
         self.latency.sum_nanos.fetch_add(nanos, Relaxed);
+        if nanos > objective_nanos {
+            self.latency.slow.fetch_add(1, Relaxed);
+        }
     }
 
     /// The latency histogram, cumulative. Each bucket is read once, so the
@@ -129,6 +141,7 @@ impl Counters {
             cumulative,
             count,
             sum_seconds: self.latency.sum_nanos.load(Relaxed) as f64 / 1e9,
+            slow: self.latency.slow.load(Relaxed),
         }
     }
 
@@ -140,6 +153,7 @@ impl Counters {
             b.store(0, Relaxed);
         }
         self.latency.sum_nanos.store(0, Relaxed);
+        self.latency.slow.store(0, Relaxed);
     }
 }
 
@@ -473,25 +487,34 @@ mod tests {
     fn tenant_latency_buckets_bounds_and_reset() {
         let c = Counters::default();
         assert_eq!(c.latency().count, 0);
-        // on a bound counts in that bucket (le is "less than or equal")
-        c.observe(Duration::from_millis(5));
-        c.observe(Duration::from_micros(5_001));
-        c.observe(Duration::from_millis(30));
-        c.observe(Duration::from_millis(2_500));
-        c.observe(Duration::from_secs(31));
+        // on a bound counts in that bucket (le is "less than or equal"); on
+        // the objective is not slow, just above it is
+        let objective = 30_000_000;
+        c.observe(Duration::from_millis(5), objective);
+        c.observe(Duration::from_micros(5_001), objective);
+        c.observe(Duration::from_millis(30), objective);
+        c.observe(Duration::from_millis(2_500), objective);
+        c.observe(Duration::from_secs(31), objective);
         let h = c.latency();
         assert_eq!(h.cumulative, [1, 2, 3, 3, 4]);
         assert_eq!(h.count, 5);
+        assert_eq!(h.slow, 2, "2.5 s and 31 s are above 30 ms");
+        c.observe(Duration::from_nanos(30_000_001), objective);
+        assert_eq!(c.latency().slow, 3);
+        assert!(std::mem::size_of::<TenantLatency>() <= 64, "one cache line");
         assert!(
             (h.sum_seconds - 33.540001).abs() < 1e-9,
             "{}",
             h.sum_seconds
         );
+        c.observe(Duration::ZERO, u64::MAX);
+        assert_eq!(c.latency().slow, 3, "nothing is slower than u64::MAX ns");
         assert_eq!(c.total(), 0, "latency is not a response count");
         c.add(Origin::Upstream, status::cell_of(200));
         c.reset();
         assert_eq!(c.latency().count, 0);
         assert_eq!(c.latency().sum_seconds, 0.0);
+        assert_eq!(c.latency().slow, 0);
         assert_eq!(c.total(), 0);
     }
 

@@ -60,6 +60,11 @@ fn bad_configs_name_the_key() {
         ("[tenant]\nmax_tenants = 0\n", "tenant.max_tenants"),
         ("[tenant]\nsources = [\"cookie\"]\n", "tenant.sources[0]"),
         ("[tenant]\nheader = \"bad header\"\n", "tenant.header"),
+        ("[tenant]\nlatency = \"quantiles\"\n", "tenant.latency"),
+        (
+            "[tenant]\nlatency_objective = \"0ms\"\n",
+            "tenant.latency_objective",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[detector]\nfloor = 2.0\n", "detector.floor"),
         (
@@ -90,6 +95,63 @@ fn bad_configs_name_the_key() {
             "one clear message, got: {text}"
         );
     }
+}
+
+/// The totals `check` prints: (worst case, expected) series per pod.
+fn totals(text: &str) -> (u64, u64) {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("total per pod"))
+        .unwrap_or_else(|| panic!("no totals in {text}"));
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.replace(',', "").parse().ok())
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn check_prints_the_series_a_config_costs() {
+    let file = "[log]\nformat = \"text\"\n";
+    let (ok, text) = check(file, &[]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "series per pod at 10,000 tenants (tenant.max_tenants), tenant.latency = \"slow\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("statuswatch_tenant_slow_requests_total"),
+        "{text}"
+    );
+    assert!(text.contains("Prometheus memory per pod"), "{text}");
+    let (worst, expected) = totals(&text);
+    // the default: about 4 series per tenant expected (3 responses + 1 slow)
+    assert!((40_000..41_000).contains(&expected), "{text}");
+    assert!(worst > 10 * expected / 2, "{text}");
+    let mut by_mode = Vec::new();
+    for mode in ["off", "slow", "summary", "histogram"] {
+        let (ok, text) = check(file, &[("STATUSWATCH__TENANT__LATENCY", mode)]);
+        assert!(ok, "{text}");
+        by_mode.push(totals(&text).1);
+    }
+    // 0, 1, 2 and 8 series per tenant (and the objective gauge with "slow")
+    assert_eq!(
+        by_mode
+            .windows(2)
+            .map(|w| w[1] as i64 - w[0] as i64)
+            .collect::<Vec<_>>(),
+        [10_001, 9_999, 60_000]
+    );
+    // proportional to the cap
+    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "1000")]);
+    assert!(ok, "{text}");
+    assert!((4_000..4_200).contains(&totals(&text).1), "{text}");
+    // a bad mode stops check naming the key
+    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__LATENCY", "p99")]);
+    assert!(!ok);
+    assert!(text.starts_with("statuswatch: tenant.latency: "), "{text}");
 }
 
 #[test]

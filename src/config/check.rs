@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// Ceiling of `tenant.latency_objective`: past it a request is a hang, not
+/// a slow answer (and `proxy.read_timeout` will have ended it long before).
+const MAX_LATENCY_OBJECTIVE: Duration = Duration::from_secs(3600);
+
 impl Config {
     /// Checks of the plain settings that serde cannot express, the part no
     /// runtime piece covers. Each error names its key.
@@ -80,6 +84,14 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::invalid("log.level", e.to_string()))?;
+        self.tenant.latency_mode()?;
+        let objective = self.tenant.latency_objective;
+        if objective.is_zero() || objective > MAX_LATENCY_OBJECTIVE {
+            return Err(ConfigError::invalid(
+                "tenant.latency_objective",
+                "must be within (0, 1h]",
+            ));
+        }
         let d = &self.detector;
         if d.tick.is_zero() || d.tick > Duration::from_secs(60) {
             return Err(ConfigError::invalid(

@@ -157,6 +157,73 @@ pub struct TenantConfig {
     #[serde(with = "humantime_serde")]
     pub idle_ttl: Duration,
     pub allowlist_file: String,
+    /// Per-tenant latency series: one of [`LatencyMode::NAMES`].
+    pub latency: String,
+    /// `tenant.latency = "slow"` counts responses slower than this.
+    #[serde(with = "humantime_serde")]
+    pub latency_objective: Duration,
+}
+
+/// What `tenant.latency` exports per tenant, cheapest first. Every mode
+/// has its price in series per tenant ([`LatencyMode::series_per_tenant`]),
+/// multiplied by `tenant.max_tenants` and by the pod count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyMode {
+    /// No per-tenant latency series.
+    Off,
+    /// `statuswatch_tenant_slow_requests_total`: responses slower than
+    /// `tenant.latency_objective` (1 series, from the tenant's first slow one).
+    Slow,
+    /// `statuswatch_tenant_request_duration_seconds_sum` and `_count` (2).
+    Summary,
+    /// The full histogram: 6 buckets, `_sum` and `_count` (8).
+    Histogram,
+}
+
+impl LatencyMode {
+    /// The accepted values of `tenant.latency`.
+    pub const NAMES: [&'static str; 4] = ["slow", "summary", "histogram", "off"];
+
+    pub fn parse(s: &str) -> Result<LatencyMode, ConfigError> {
+        match s {
+            "slow" => Ok(LatencyMode::Slow),
+            "summary" => Ok(LatencyMode::Summary),
+            "histogram" => Ok(LatencyMode::Histogram),
+            "off" => Ok(LatencyMode::Off),
+            other => Err(ConfigError::invalid(
+                "tenant.latency",
+                format!(
+                    "must be one of \"slow\", \"summary\", \"histogram\" or \"off\", got {other:?}"
+                ),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyMode::Off => "off",
+            LatencyMode::Slow => "slow",
+            LatencyMode::Summary => "summary",
+            LatencyMode::Histogram => "histogram",
+        }
+    }
+
+    /// Series per tenant with traffic (for `slow`: with a slow response).
+    pub fn series_per_tenant(self) -> u64 {
+        match self {
+            LatencyMode::Off => 0,
+            LatencyMode::Slow => 1,
+            LatencyMode::Summary => 2,
+            LatencyMode::Histogram => 8,
+        }
+    }
+}
+
+impl TenantConfig {
+    /// `tenant.latency`, parsed (validated by [`Config::validate`]).
+    pub fn latency_mode(&self) -> Result<LatencyMode, ConfigError> {
+        LatencyMode::parse(&self.latency)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -332,6 +399,42 @@ mod tests {
         assert!(e.contains("log.format"), "{e}");
         let e = err_of("[tls]\nlisten = \"127.0.0.1:1\"\n");
         assert!(e.contains("tls.cert_file"), "{e}");
+        let e = err_of("[tenant]\nlatency = \"percentiles\"\n");
+        assert!(
+            e.starts_with("tenant.latency: ") && e.contains("\"percentiles\""),
+            "{e}"
+        );
+        let e = err_of("[tenant]\nlatency_objective = \"0s\"\n");
+        assert!(e.starts_with("tenant.latency_objective: "), "{e}");
+        let e = err_of("[tenant]\nlatency_objective = \"2h\"\n");
+        assert!(e.starts_with("tenant.latency_objective: "), "{e}");
+        let e = err_of("[tenant]\nlatency_objective = \"soon\"\n");
+        assert!(e.contains("latency_objective"), "{e}");
+    }
+
+    #[test]
+    fn latency_modes_from_file_and_environment() {
+        let d = Config::defaults().unwrap();
+        assert_eq!(d.tenant.latency_mode().unwrap(), LatencyMode::Slow);
+        assert_eq!(d.tenant.latency_objective, Duration::from_millis(500));
+        for name in LatencyMode::NAMES {
+            let c = load_str(
+                "[tenant]\nlatency = \"off\"\n",
+                &[
+                    ("STATUSWATCH__TENANT__LATENCY", name),
+                    ("STATUSWATCH__TENANT__LATENCY_OBJECTIVE", "250ms"),
+                ],
+            )
+            .unwrap();
+            assert_eq!(c.tenant.latency_mode().unwrap().name(), name);
+            assert_eq!(c.tenant.latency_objective, Duration::from_millis(250));
+        }
+        let e = load_str(
+            "[tenant]\nmax_tenants = 5\n",
+            &[("STATUSWATCH__TENANT__LATENCY", "Histogram")],
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(e.starts_with("tenant.latency: "), "{e}");
     }
 
     #[test]

@@ -23,8 +23,9 @@ use crate::tenant::SlotRef;
 /// out-of-range codes, both origins, latencies, a suspended tenant, a tenant
 /// without traffic, a reserved slot with traffic, spike counters from a
 /// detector tick, and a tenant name that needs escaping.
-fn known_state() -> std::sync::Arc<Shared> {
+fn known_state(latency: &str) -> std::sync::Arc<Shared> {
     let mut cfg = Config::defaults().unwrap();
+    cfg.tenant.latency = latency.into();
     // Lets a quote and a backslash into a tenant name, to see them escaped.
     cfg.tenant.pattern = r#"^[a-z0-9"\\-]+$"#.into();
     let shared = Shared::new(Live::build(cfg).unwrap());
@@ -101,7 +102,10 @@ fn check_strictly(text: &str) {
             let mut it = rest.split(' ');
             let (name, kind) = (it.next().unwrap(), it.next().unwrap());
             assert_eq!(pending_help.take().as_deref(), Some(name), "{line}");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary"].contains(&kind),
+                "{line}"
+            );
             family = Some((name.to_string(), kind.to_string()));
         } else {
             assert!(!line.starts_with('#'), "stray comment {line:?}");
@@ -110,6 +114,10 @@ fn check_strictly(text: &str) {
             let name = &line[..end];
             let ok = match kind.as_str() {
                 "histogram" => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|s| name.strip_suffix(s) == Some(fam)),
+                // a summary without quantiles: _sum and _count only
+                "summary" => ["_sum", "_count"]
                     .iter()
                     .any(|s| name.strip_suffix(s) == Some(fam)),
                 _ => name == fam,
@@ -161,10 +169,18 @@ fn check_labels<'a>(mut s: &'a str, line: &str) -> &'a str {
 
 #[test]
 fn whole_exposition_of_a_known_state() {
-    let shared = known_state();
+    let shared = known_state("histogram");
     let mut out = String::new();
     render(&shared, &mut out);
     check_strictly(&out);
+    // the last family counts every series, itself included
+    let series = out.lines().filter(|l| !l.starts_with('#')).count();
+    assert!(
+        out.ends_with(&format!(
+            "# TYPE statuswatch_series gauge\nstatuswatch_series {series}\n"
+        )),
+        "{out}"
+    );
     // process_* come from the prometheus crate with this run's values.
     let (ours, process) = out
         .split_once("# HELP process_")
@@ -249,7 +265,7 @@ statuswatch_request_duration_seconds_bucket{class="5xx",origin="proxy",le="30"} 
 statuswatch_request_duration_seconds_bucket{class="5xx",origin="proxy",le="+Inf"} 2
 statuswatch_request_duration_seconds_sum{class="5xx",origin="proxy"} 5.5
 statuswatch_request_duration_seconds_count{class="5xx",origin="proxy"} 2
-# HELP statuswatch_tenant_request_duration_seconds Client-observed request duration by tenant, with few buckets to bound the series per tenant.
+# HELP statuswatch_tenant_request_duration_seconds Client-observed request duration by tenant, with few buckets to bound the series per tenant (tenant.latency = "histogram").
 # TYPE statuswatch_tenant_request_duration_seconds histogram
 statuswatch_tenant_request_duration_seconds_bucket{tenant="__none__",le="0.005"} 1
 statuswatch_tenant_request_duration_seconds_bucket{tenant="__none__",le="0.025"} 1
@@ -259,14 +275,6 @@ statuswatch_tenant_request_duration_seconds_bucket{tenant="__none__",le="2.5"} 1
 statuswatch_tenant_request_duration_seconds_bucket{tenant="__none__",le="+Inf"} 1
 statuswatch_tenant_request_duration_seconds_sum{tenant="__none__"} 0.001
 statuswatch_tenant_request_duration_seconds_count{tenant="__none__"} 1
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="0.005"} 0
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="0.025"} 0
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="0.1"} 0
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="0.5"} 0
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="2.5"} 0
-statuswatch_tenant_request_duration_seconds_bucket{tenant="idle",le="+Inf"} 0
-statuswatch_tenant_request_duration_seconds_sum{tenant="idle"} 0
-statuswatch_tenant_request_duration_seconds_count{tenant="idle"} 0
 statuswatch_tenant_request_duration_seconds_bucket{tenant="inkhouse",le="0.005"} 6
 statuswatch_tenant_request_duration_seconds_bucket{tenant="inkhouse",le="0.025"} 6
 statuswatch_tenant_request_duration_seconds_bucket{tenant="inkhouse",le="0.1"} 7
@@ -313,22 +321,10 @@ statuswatch_signal_ratio{signal="5xx",tenant="__all__",window="short"} 0.1666666
 statuswatch_signal_ratio{signal="5xx",tenant="__all__",window="baseline"} 0
 statuswatch_signal_ratio{signal="suspended",tenant="__all__",window="short"} 0.08333333333333333
 statuswatch_signal_ratio{signal="suspended",tenant="__all__",window="baseline"} 0
-# HELP statuswatch_spikes_total Spike onsets.
+# HELP statuswatch_spikes_total Spike onsets; tenant="__all__" is always present, a tenant's series starts at its first onset.
 # TYPE statuswatch_spikes_total counter
 statuswatch_spikes_total{signal="5xx",tenant="__all__"} 0
 statuswatch_spikes_total{signal="suspended",tenant="__all__"} 0
-statuswatch_spikes_total{signal="5xx",tenant="__none__"} 0
-statuswatch_spikes_total{signal="5xx",tenant="__invalid__"} 0
-statuswatch_spikes_total{signal="5xx",tenant="__overflow__"} 0
-statuswatch_spikes_total{signal="5xx",tenant="idle"} 0
-statuswatch_spikes_total{signal="5xx",tenant="inkhouse"} 0
-statuswatch_spikes_total{signal="5xx",tenant="we\"ird\\name"} 0
-statuswatch_spikes_total{signal="suspended",tenant="__none__"} 0
-statuswatch_spikes_total{signal="suspended",tenant="__invalid__"} 0
-statuswatch_spikes_total{signal="suspended",tenant="__overflow__"} 0
-statuswatch_spikes_total{signal="suspended",tenant="idle"} 0
-statuswatch_spikes_total{signal="suspended",tenant="inkhouse"} 0
-statuswatch_spikes_total{signal="suspended",tenant="we\"ird\\name"} 0
 # HELP statuswatch_tenant_suspended 1 while the tenant's latest answer was 451 (suspended).
 # TYPE statuswatch_tenant_suspended gauge
 statuswatch_tenant_suspended{tenant="we\"ird\\name"} 1
@@ -372,3 +368,97 @@ statuswatch_connections_refused_total{listener="admin"} 0
 statuswatch_connections_head_timeouts_total{listener="proxy"} 0
 statuswatch_connections_head_timeouts_total{listener="admin"} 0
 "##;
+
+/// The per-tenant latency families of the known state in each mode: what
+/// lies between the process-wide duration histogram and the upstream errors.
+#[test]
+fn tenant_latency_families_per_mode() {
+    let part = |mode: &str| {
+        let mut out = String::new();
+        render(&known_state(mode), &mut out);
+        check_strictly(&out);
+        let start = out
+            .find("# HELP statuswatch_upstream_errors_total")
+            .unwrap();
+        let from = out[..start]
+            .rfind("statuswatch_request_duration_seconds_count")
+            .unwrap();
+        let from = from + out[from..].find('\n').unwrap() + 1;
+        let mut lines: Vec<String> = out[from..start].lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(part("off"), Vec::<String>::new());
+    // inkhouse: 1.5 s and 4 s; we"ird\name: 7 ms and 120 ms; __none__: 1 ms
+    assert_eq!(
+        part("slow"),
+        [
+            "# HELP statuswatch_tenant_latency_objective_seconds tenant.latency_objective: a response slower than this counts in statuswatch_tenant_slow_requests_total.",
+            "# HELP statuswatch_tenant_slow_requests_total Responses per tenant that took longer than tenant.latency_objective (client-observed, as statuswatch_request_duration_seconds); a tenant's series starts with its first slow response. Divide by statuswatch_responses_total for the slow share.",
+            "# TYPE statuswatch_tenant_latency_objective_seconds gauge",
+            "# TYPE statuswatch_tenant_slow_requests_total counter",
+            "statuswatch_tenant_latency_objective_seconds 0.5",
+            "statuswatch_tenant_slow_requests_total{tenant=\"inkhouse\"} 2",
+        ]
+    );
+    assert_eq!(
+        part("summary"),
+        [
+            "# HELP statuswatch_tenant_request_duration_seconds Client-observed request duration by tenant: sum and count only (tenant.latency = \"summary\").",
+            "# TYPE statuswatch_tenant_request_duration_seconds summary",
+            "statuswatch_tenant_request_duration_seconds_count{tenant=\"__none__\"} 1",
+            "statuswatch_tenant_request_duration_seconds_count{tenant=\"inkhouse\"} 9",
+            "statuswatch_tenant_request_duration_seconds_count{tenant=\"we\\\"ird\\\\name\"} 2",
+            "statuswatch_tenant_request_duration_seconds_sum{tenant=\"__none__\"} 0.001",
+            "statuswatch_tenant_request_duration_seconds_sum{tenant=\"inkhouse\"} 5.546",
+            "statuswatch_tenant_request_duration_seconds_sum{tenant=\"we\\\"ird\\\\name\"} 0.127",
+        ]
+    );
+    let histogram = part("histogram");
+    assert_eq!(histogram.len(), 2 + 3 * 8, "{histogram:#?}");
+    // everything else is the same in every mode
+    let rest = |mode: &str| {
+        let mut out = String::new();
+        render(&known_state(mode), &mut out);
+        out.lines()
+            .filter(|l| {
+                !l.contains("tenant_request_duration")
+                    && !l.contains("tenant_slow")
+                    && !l.contains("latency_objective")
+            })
+            .filter(|l| !l.starts_with("process_") && !l.starts_with("statuswatch_series "))
+            .filter(|l| !l.starts_with("# HELP process_") && !l.starts_with("# TYPE process_"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let off = rest("off");
+    for mode in ["slow", "summary", "histogram"] {
+        assert_eq!(rest(mode), off, "{mode}");
+    }
+}
+
+/// Every family the exposition writes is in [`super::names::FAMILIES`], and
+/// every family there is written in some mode.
+#[test]
+fn names_cover_every_family() {
+    let mut written = std::collections::BTreeSet::new();
+    for mode in crate::config::LatencyMode::NAMES {
+        let mut out = String::new();
+        render(&known_state(mode), &mut out);
+        for l in out.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                if !name.starts_with("process_") {
+                    assert!(
+                        super::names::FAMILIES.contains(&name.as_str()),
+                        "{name} is not in names::FAMILIES"
+                    );
+                    written.insert(name);
+                }
+            }
+        }
+    }
+    for f in super::names::FAMILIES {
+        assert!(written.contains(f), "{f} is never written");
+    }
+}

@@ -11,9 +11,17 @@
 //! * `tallies`: the per-tenant and process-wide counters;
 //! * `detector`: the detector's snapshot;
 //! * `process`: catalog, build, reloads, connections, `process_*`;
-//! * `text`: the text-format primitives they share.
+//! * `text`: the text-format primitives they share;
+//! * [`names`]: every family and label name, the one spelling of each;
+//! * [`budget`]: what a config costs in series, before it is paid.
+//!
+//! The last family, `statuswatch_series`, counts the series of the very
+//! response it ends, so the live cost of a pod is one query away and can be
+//! compared with what `statuswatch check` estimated.
 
+pub mod budget;
 mod detector;
+pub mod names;
 mod process;
 mod tallies;
 mod tenants;
@@ -32,12 +40,27 @@ pub fn render(shared: &Shared, out: &mut String) {
     out.clear();
     let live = shared.live.load();
     let tenants = tenants::Tenants::collect(&shared.registry);
-    tallies::render(shared, &tenants, &live.catalog, out);
+    tallies::render(shared, &tenants, &live, out);
     detector::render(shared, &tenants, out);
     tallies::render_suspensions(shared, &tenants, out);
     process::render_info(shared, &live.catalog, out);
     process::render_connections(shared, out);
     process::render_process(out);
+    // Counted over what was written, so it cannot disagree with the text.
+    let series = count_series(out) + 1;
+    text::gauge(
+        out,
+        names::SERIES,
+        "Series in this /metrics response, this one included: what one pod costs Prometheus (about 2 KiB of memory each, times the pods). statuswatch check estimates it per config.",
+        series as f64,
+    );
+}
+
+/// Sample lines of an exposition (every line that is not a comment).
+pub fn count_series(text: &str) -> usize {
+    text.split('\n')
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count()
 }
 
 /// The `/metrics` body, as the admin listener serves it. `size_hint` is
@@ -103,13 +126,17 @@ mod tests {
 
     #[test]
     fn tenant_latency_series_follow_the_slot() {
-        let s = shared();
+        let mut cfg = Config::defaults().unwrap();
+        cfg.tenant.latency = "histogram".into();
+        let s = Shared::new(Live::build(cfg).unwrap());
         let live = s.live.load();
         let r = s.registry.lookup(&live.resolver, b"inkhouse", 0);
         s.registry.lookup(&live.resolver, b"idle", 0);
         let slot = s.registry.slot(r);
-        slot.counters.observe(std::time::Duration::from_millis(3));
-        slot.counters.observe(std::time::Duration::from_millis(300));
+        slot.counters
+            .observe(std::time::Duration::from_millis(3), u64::MAX);
+        slot.counters
+            .observe(std::time::Duration::from_millis(300), u64::MAX);
         let mut out = String::new();
         render(&s, &mut out);
         let m = "statuswatch_tenant_request_duration_seconds";
@@ -121,13 +148,13 @@ mod tests {
             format!("{m}_bucket{{tenant=\"inkhouse\",le=\"+Inf\"}} 2\n"),
             format!("{m}_sum{{tenant=\"inkhouse\"}} 0.303\n"),
             format!("{m}_count{{tenant=\"inkhouse\"}} 2\n"),
-            // a tracked tenant with no finished request yet starts at 0
-            format!("{m}_count{{tenant=\"idle\"}} 0\n"),
         ] {
             assert!(out.contains(&want), "missing {want:?} in\n{out}");
         }
-        // 8 series per tracked tenant; reserved tenants without traffic have none
-        assert_eq!(out.lines().filter(|l| l.starts_with(m)).count(), 16);
+        // 8 series per tenant with a response; a tracked tenant without a
+        // finished request yet and reserved tenants without traffic have none
+        assert_eq!(out.lines().filter(|l| l.starts_with(m)).count(), 8);
+        assert!(!out.contains("tenant=\"idle\""), "{out}");
         assert!(!out.contains(&format!("{m}_count{{tenant=\"__none__\"}}")));
 
         // reclaiming the slot removes the tenant's series with its other series
@@ -142,16 +169,63 @@ mod tests {
         );
         // two new tenants reuse both freed slots (one held inkhouse's two
         // observations): each starts from zero
-        s.registry.lookup(&live.resolver, b"inkhouse", 11);
-        s.registry.lookup(&live.resolver, b"other", 11);
+        for t in ["inkhouse", "other"] {
+            let r = s.registry.lookup(&live.resolver, t.as_bytes(), 11);
+            s.registry
+                .slot(r)
+                .counters
+                .observe(std::time::Duration::from_millis(1), u64::MAX);
+        }
         render(&s, &mut out);
         for t in ["inkhouse", "other"] {
             assert!(
-                out.contains(&format!("{m}_count{{tenant=\"{t}\"}} 0\n")),
+                out.contains(&format!("{m}_count{{tenant=\"{t}\"}} 1\n")),
                 "{out}"
             );
         }
         assert!(!out.contains(&format!("{m}_sum{{tenant=\"inkhouse\"}} 0.303")));
+    }
+
+    #[test]
+    fn a_tenant_spike_counter_starts_at_its_first_onset() {
+        use crate::detect::{Detector, Timing};
+        let s = shared();
+        let live = s.live.load_full();
+        let mut det = Detector::new(Timing::from_config(&live.config), live.signals.clone());
+        let send = |tenant: &str, n: u64, bad: u64| {
+            let r = s.registry.lookup(&live.resolver, tenant.as_bytes(), 0);
+            for i in 0..n {
+                let code = if i < bad { 500 } else { 200 };
+                s.registry
+                    .slot(r)
+                    .counters
+                    .add(Origin::Upstream, status::cell_of(code));
+            }
+        };
+        let m = "statuswatch_spikes_total";
+        let mut out = String::new();
+        for _ in 0..600 {
+            send("inkhouse", 10, 0);
+            send("blackcat", 10, 0);
+            s.detector.store(std::sync::Arc::new(det.step(&s.registry)));
+        }
+        render(&s, &mut out);
+        // two tracked tenants, three reserved ones, no onset: __all__ only
+        assert_eq!(out.lines().filter(|l| l.starts_with(m)).count(), 2, "{out}");
+        assert!(out.contains(&format!("{m}{{signal=\"5xx\",tenant=\"__all__\"}} 0\n")));
+        for _ in 0..60 {
+            send("inkhouse", 10, 6);
+            send("blackcat", 10, 0);
+            s.detector.store(std::sync::Arc::new(det.step(&s.registry)));
+        }
+        render(&s, &mut out);
+        assert!(
+            out.contains(&format!("{m}{{signal=\"5xx\",tenant=\"inkhouse\"}} 1\n")),
+            "{out}"
+        );
+        assert!(out.contains("statuswatch_spike_active{signal=\"5xx\",tenant=\"inkhouse\"} 1\n"));
+        assert!(!out.contains(&format!("{m}{{signal=\"5xx\",tenant=\"blackcat\"}}")));
+        assert!(!out.contains(&format!("{m}{{signal=\"suspended\",tenant=\"inkhouse\"}}")));
     }
 
     #[test]

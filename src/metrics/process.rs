@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use prometheus::Encoder;
 
+use super::names::{self, label};
 use super::text::{escape_into, header, push_int};
 use crate::catalog::Catalog;
 use crate::limit::ConnLimit;
@@ -15,40 +16,51 @@ use crate::state::{ReloadResult, Shared};
 pub(super) fn render_info(shared: &Shared, catalog: &Catalog, out: &mut String) {
     header(
         out,
-        "statuswatch_status_code_info",
+        names::STATUS_CODE_INFO,
         "gauge",
         "The catalog of documented status codes, for legends via joins.",
     );
     for e in catalog.entries() {
-        out.push_str("statuswatch_status_code_info{code=\"");
+        out.push_str(names::STATUS_CODE_INFO);
+        out.push('{');
+        out.push_str(label::CODE);
+        out.push_str("=\"");
         push_int(out, e.code as u64);
-        out.push_str("\",reason=\"");
+        out.push_str("\",");
+        out.push_str(label::REASON);
+        out.push_str("=\"");
         escape_into(out, &e.reason);
-        out.push_str("\",meaning=\"");
+        out.push_str("\",");
+        out.push_str(label::MEANING);
+        out.push_str("=\"");
         escape_into(out, &e.meaning);
         out.push_str("\"} 1\n");
     }
 
-    header(out, "statuswatch_build_info", "gauge", "Build information.");
+    header(out, names::BUILD_INFO, "gauge", "Build information.");
     let _ = writeln!(
         out,
-        "statuswatch_build_info{{version=\"{}\"}} 1",
+        "{}{{{}=\"{}\"}} 1",
+        names::BUILD_INFO,
+        label::VERSION,
         crate::VERSION
     );
 
     header(
         out,
-        "statuswatch_config_reloads_total",
+        names::CONFIG_RELOADS_TOTAL,
         "counter",
         "Configuration reloads (SIGHUP) by result.",
     );
-    for (label, r) in [
+    for (value, r) in [
         ("success", ReloadResult::Success),
         ("failure", ReloadResult::Failure),
     ] {
         let _ = writeln!(
             out,
-            "statuswatch_config_reloads_total{{result=\"{label}\"}} {}",
+            "{}{{{}=\"{value}\"}} {}",
+            names::CONFIG_RELOADS_TOTAL,
+            label::RESULT,
             shared.reloads(r)
         );
     }
@@ -78,25 +90,25 @@ pub(super) fn render_connections(shared: &Shared, out: &mut String) {
     );
     let families: [Family; 4] = [
         (
-            "statuswatch_connections_open",
+            names::CONNECTIONS_OPEN,
             "gauge",
             "Client connections open, per listener.",
             |c, _| c.open() as u64,
         ),
         (
-            "statuswatch_connections_limit",
+            names::CONNECTIONS_LIMIT,
             "gauge",
             "Most client connections open at once (proxy.max_connections, admin.max_connections).",
             |_, max| max as u64,
         ),
         (
-            "statuswatch_connections_refused_total",
+            names::CONNECTIONS_REFUSED_TOTAL,
             "counter",
             "Client connections closed at once because the listener was at its limit.",
             |c, _| c.refused(),
         ),
         (
-            "statuswatch_connections_head_timeouts_total",
+            names::CONNECTIONS_HEAD_TIMEOUTS_TOTAL,
             "counter",
             "Client connections closed because a request head did not arrive within proxy.client_header_timeout.",
             |c, _| c.head_timeouts(),
@@ -104,9 +116,32 @@ pub(super) fn render_connections(shared: &Shared, out: &mut String) {
     ];
     for (name, kind, help, value) in families {
         header(out, name, kind, help);
-        for (conns, label, max) in listeners {
-            let _ = writeln!(out, "{name}{{listener=\"{label}\"}} {}", value(conns, max));
+        for (conns, listener, max) in listeners {
+            let _ = writeln!(
+                out,
+                "{name}{{{}=\"{listener}\"}} {}",
+                label::LISTENER,
+                value(conns, max)
+            );
         }
+    }
+}
+
+/// Series of the standard process_* families on this machine.
+pub(super) fn process_series() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        use prometheus::core::Collector;
+        let collector = prometheus::process_collector::ProcessCollector::for_self();
+        collector
+            .collect()
+            .iter()
+            .map(|f| f.get_metric().len())
+            .sum()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
     }
 }
 

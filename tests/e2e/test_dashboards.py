@@ -2,18 +2,25 @@
 """End-to-end check of the Grafana dashboards against a real Prometheus.
 
 Starts `$STATUSWATCH_BIN demo` (demo upstream + proxy + traffic generator) on free
-loopback ports, starts Prometheus (the Debian `prometheus` binary, or $PROMETHEUS_BIN)
-scraping its admin listener every second as job "statuswatch" (with cluster and namespace
-labels, as in Kubernetes), waits for a few scrapes,
-then runs every target of every dashboards/*.json panel through Prometheus's HTTP API
-with the Grafana variables substituted:
+loopback ports, once per per-tenant latency mode (tenant.latency = "slow", the default,
+"summary", "histogram" and "off"), starts Prometheus (the Debian `prometheus` binary, or
+$PROMETHEUS_BIN) scraping their admin listeners every second as job "statuswatch" (with
+cluster and namespace labels, as in Kubernetes), waits for a few scrapes, then, for each
+mode with $instance set to that mode's sidecar, runs every target of every
+dashboards/*.json panel through Prometheus's HTTP API with the Grafana variables
+substituted:
   - the instant query (/api/v1/query) must succeed, and for stat/table panels return data;
   - time series panels also run /api/v1/query_range, which must succeed and return data;
   - every {{label}} of a target's legendFormat must be present on the returned series;
   - template variable queries (label_values) must return values.
 Panels that are empty by design when all is well are listed in ALLOWED_EMPTY with the
-reason; they must still parse. Before querying, the test waits (bounded, 120 s) for the
-demo's scripted incident to make a tenant spike and then drills into that tenant, so the
+reason; they must still parse. Targets that are empty by design in a latency mode are
+listed in MODE_EMPTY: in that mode they must be empty (data there would be a wrong
+reading, e.g. a 0 % slow share where nothing measures it), and the panel's description
+must say so, naming the mode ("slow", ...) and the word "empty". Once a sidecar has
+per-tenant spike onsets, "Spike onsets in the time range" must list every one of their
+series (each is created at its first onset, at 1, so a plain increase() misses it).
+Before querying, the test waits (bounded, 120 s) for the demo's scripted incident to make a tenant spike and then drills into that tenant, so the
 spike panels are usually checked with data too. Queries that are empty but expected to
 have data are retried until a deadline.
 Env: STATUSWATCH_E2E_SPIKE_WAIT, STATUSWATCH_E2E_DATA_DEADLINE (seconds), PROMETHEUS_BIN.
@@ -64,6 +71,51 @@ ALLOWED_EMPTY = {
     ("statuswatch-tenant", "Spike onsets"):
         "shows only increases of this tenant's statuswatch_spikes_total (> 0); empty when it did not spike",
 }
+
+# Per-tenant latency modes (tenant.latency); the first is the default.
+MODES = ("slow", "summary", "histogram", "off")
+ALL_REFS = None
+# (dashboard uid, panel title) -> {mode: refIds empty by design in that mode (ALL_REFS = every target)}
+MODE_EMPTY = {
+    ("statuswatch-overview", "Slowest tenants (p95, histogram mode)"):
+        {"slow": ALL_REFS, "summary": ALL_REFS, "off": ALL_REFS},
+    ("statuswatch-overview", "Tenants with the largest slow share"):
+        {"summary": ALL_REFS, "histogram": ALL_REFS, "off": ALL_REFS},
+    ("statuswatch-tenant", "Slow requests (share over the latency objective)"):
+        {"summary": ALL_REFS, "histogram": ALL_REFS, "off": ALL_REFS},
+    ("statuswatch-tenant", "Latency objective"):
+        {"summary": ALL_REFS, "histogram": ALL_REFS, "off": ALL_REFS},
+    ("statuswatch-tenant", "Latency quantiles and mean"):
+        {"slow": ALL_REFS, "summary": {"A", "B", "C"}, "off": ALL_REFS},
+    ("statuswatch-tenant", "p95: this tenant vs all tenants"):
+        {"slow": ALL_REFS, "summary": ALL_REFS, "off": ALL_REFS},
+    ("statuswatch-tenant", "Responses within 100 ms and 500 ms"):
+        {"slow": ALL_REFS, "summary": ALL_REFS, "off": ALL_REFS},
+}
+# Empty when no tenant spiked; once one did, they must show its onset.
+ONSET_PANELS = {("statuswatch-overview", "Spike onsets in the time range")}
+
+
+def empty_by_mode(uid, panel, ref, mode):
+    modes = MODE_EMPTY.get((uid, panel.get("title")), {})
+    if mode not in modes:
+        return False
+    return modes[mode] is ALL_REFS or ref in modes[mode]
+
+
+def check_mode_descriptions(dashboards):
+    """A panel empty in some mode says so in its description, naming each such mode."""
+    panels = {(d["uid"], p.get("title")): p for d in dashboards for p in all_panels(d.get("panels"))}
+    for key, modes in sorted(MODE_EMPTY.items()):
+        p = panels.get(key)
+        if not report(p is not None, f"{key[0]} / {key[1]}: panel exists (MODE_EMPTY)"):
+            continue
+        text = f"{p.get('title', '')} {p.get('description', '')}"
+        missing = [m for m in modes if f'"{m}"' not in text]
+        ok = not missing and "empty" in text.lower()
+        report(ok, f"{key[0]} / {key[1]}: description says it is empty with tenant.latency = "
+               + ", ".join(f'"{m}"' for m in modes), f"does not name {missing}" if missing else "")
+
 
 R = Results()
 report = R.report
@@ -117,12 +169,12 @@ def all_panels(panels):
             yield from all_panels(p.get("panels"))
 
 
-def substitute(expr, tenant, range_s):
+def substitute(expr, tenant, range_s, instance=".*"):
     subs = {"${datasource}": "prometheus", "$datasource": "prometheus",
             "${__rate_interval}": RATE_INTERVAL, "$__rate_interval": RATE_INTERVAL,
             "${__range}": f"{range_s}s", "$__range": f"{range_s}s", "${__interval}": STEP, "$__interval": STEP,
             "${cluster}": ".*", "$cluster": ".*", "${namespace}": ".*", "$namespace": ".*",
-            "${job}": "statuswatch", "$job": "statuswatch", "${instance}": ".*", "$instance": ".*",
+            "${job}": "statuswatch", "$job": "statuswatch", "${instance}": instance, "$instance": instance,
             "${tenant}": tenant, "$tenant": tenant}
     for k in sorted(subs, key=len, reverse=True):
         expr = expr.replace(k, subs[k])
@@ -150,27 +202,27 @@ def legend_labels(legend):
     return set(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", legend or ""))
 
 
-def run_target(prom, uid, panel, t, tenant, range_s):
-    """(parse_ok, has_data, detail) for one target."""
-    expr = substitute(t.get("expr", ""), tenant, range_s)
+def run_target(prom, uid, panel, t, tenant, range_s, instance):
+    """(parse_ok, has_data, detail, series) for one target."""
+    expr = substitute(t.get("expr", ""), tenant, range_s, instance)
     now = time.time()
     inst = prom.query(expr, now)
     if inst.get("status") != "success":
-        return False, False, f"instant query failed: {inst.get('error')} :: {expr}"
+        return False, False, f"instant query failed: {inst.get('error')} :: {expr}", 0
     result = inst["data"]["result"]
     kind = panel.get("type")
     if kind == "timeseries" and not t.get("instant"):
         rng = prom.query_range(expr, now - RANGE_QUERY_SPAN, now, STEP)
         if rng.get("status") != "success":
-            return False, False, f"range query failed: {rng.get('error')} :: {expr}"
+            return False, False, f"range query failed: {rng.get('error')} :: {expr}", 0
         result = rng["data"]["result"]
     if not result:
-        return True, False, f"no data :: {expr}"
+        return True, False, f"no data :: {expr}", 0
     want = legend_labels(t.get("legendFormat"))
     missing = sorted({lbl for s in result for lbl in want if lbl not in s.get("metric", {})})
     if missing:
-        return False, True, f"legend labels {missing} missing from the result :: {expr}"
-    return True, True, f"{len(result)} series"
+        return False, True, f"legend labels {missing} missing from the result :: {expr}", len(result)
+    return True, True, f"{len(result)} series", len(result)
 
 
 def check_variables(prom, d):
@@ -190,10 +242,12 @@ def check_variables(prom, d):
                f"{len(vals)} values {vals[:6]}" if vals else f"no values for {q} ({r.get('error', '')})")
 
 
-def start_statuswatch(bin_path, procs):
+def start_statuswatch(bin_path, procs, mode):
     port, admin, upstream = free_port(), free_port(), free_port()
-    procs.start("statuswatch-demo", [bin_path, "demo", "--listen", f"127.0.0.1:{port}",
-                                     "--admin-listen", f"127.0.0.1:{admin}", "--upstream-listen", f"127.0.0.1:{upstream}"])
+    env = dict(os.environ, STATUSWATCH__TENANT__LATENCY=mode)
+    procs.start(f"statuswatch-demo-{mode}", [bin_path, "demo", "--listen", f"127.0.0.1:{port}",
+                                             "--admin-listen", f"127.0.0.1:{admin}",
+                                             "--upstream-listen", f"127.0.0.1:{upstream}"], env=env)
     return admin
 
 
@@ -216,24 +270,28 @@ def main():
             admin = free_port()
             fake = FakeMetrics(FIXTURE, admin)
             print(f"serving fake /metrics from {FIXTURE} on 127.0.0.1:{admin}", flush=True)
+            admins = {"fixture": admin}
         else:
-            admin = start_statuswatch(bin_path, procs)
+            admins = {mode: start_statuswatch(bin_path, procs, mode) for mode in MODES}
         watch = procs.items()
-        wait_for("statuswatch /metrics", lambda: http_get_or_raise(f"http://127.0.0.1:{admin}/metrics")[0] == 200,
-                 60, watch)
-        report(True, "statuswatch /metrics answers")
+        for admin in admins.values():
+            wait_for("statuswatch /metrics",
+                     lambda: http_get_or_raise(f"http://127.0.0.1:{admin}/metrics")[0] == 200, 60, watch)
+        report(True, f"statuswatch /metrics answers ({', '.join(admins)})")
         if not dashboards:
             report(False, "dashboards found", f"no *.json in {dash_dir}")
         # as the PodMonitor / pod discovery would label it, so the $cluster and $namespace
         # variables have values
         prom = start_prometheus(procs, prometheus_config(
-            [{"targets": [f"127.0.0.1:{admin}"], "labels": {"cluster": "e2e", "namespace": "statuswatch"}}],
+            [{"targets": [f"127.0.0.1:{a}" for a in admins.values()],
+              "labels": {"cluster": "e2e", "namespace": "statuswatch"}}],
             scrape_timeout="900ms"), data_dir="tsdb", log_level="warn")
         watch = procs.items()
         wait_for("prometheus ready", lambda: http_get_or_raise(f"{prom.base}/-/ready")[0] == 200, 60, watch)
         started = time.time()
-        wait_for(f"{WAIT_SCRAPES} successful scrapes",
-                 lambda: (prom.scalar('sum_over_time(up{job="statuswatch"}[10m])') or 0) >= WAIT_SCRAPES, 60, watch)
+        wait_for(f"{WAIT_SCRAPES} successful scrapes of each sidecar",
+                 lambda: (prom.scalar(f'min(sum_over_time(up{{job="statuswatch"}}[10m]))') or 0) >= WAIT_SCRAPES
+                 and (prom.scalar('count(up{job="statuswatch"})') or 0) == len(admins), 60, watch)
         report(True, f"prometheus scraped statuswatch {WAIT_SCRAPES} times")
         # The demo's scripted incidents make a tenant spike within about a minute; wait for one
         # (bounded) so the spike panels are checked with data too. Without one the test goes on:
@@ -242,6 +300,12 @@ def main():
             wait_for("a tenant spike", lambda: prom.scalar(
                 'count(statuswatch_spike_active{job="statuswatch",tenant!="__all__"} == 1)'), SPIKE_WAIT, watch)
             print("a tenant is spiking", flush=True)
+            # and a per-tenant onset series on every sidecar, so the onset panels are
+            # checked against a series created at its first onset in each mode
+            wait_for("a per-tenant onset on every sidecar", lambda: (prom.scalar(
+                'count(count by (instance) (statuswatch_spikes_total{job="statuswatch",tenant!="__all__"}))')
+                or 0) >= len(admins), SPIKE_WAIT, watch)
+            print("every sidecar has a per-tenant spike onset", flush=True)
         except RuntimeError as e:
             if any(p.poll() is not None for _, p in watch):
                 raise
@@ -252,45 +316,68 @@ def main():
 
         for d in dashboards:
             check_variables(prom, d)
+        if not fake_mode:
+            check_mode_descriptions(dashboards)
 
         todo = []
-        for d in dashboards:
-            for p in all_panels(d.get("panels")):
-                if p.get("type") == "row":
-                    continue
-                for t in p.get("targets") or []:
-                    todo.append((d["uid"], p, t))
+        for mode, admin in admins.items():
+            instance = f"127.0.0.1:{admin}"
+            onsets = prom.scalar(f'count(statuswatch_spikes_total{{job="statuswatch",instance="{instance}",'
+                                 f'tenant!="__all__"}})') or 0
+            for d in dashboards:
+                for p in all_panels(d.get("panels")):
+                    if p.get("type") == "row":
+                        continue
+                    for t in p.get("targets") or []:
+                        todo.append((mode, instance, onsets, d["uid"], p, t))
         deadline = time.monotonic() + DATA_DEADLINE
         pending = todo
         while True:
             range_s = int(time.time() - started) + 60
             retry = []
-            for uid, p, t in pending:
-                name = f"{uid} / {p.get('title')} / {t.get('refId')}"
-                ok, has_data, detail = run_target(prom, uid, p, t, tenant, range_s)
+            for mode, instance, onsets, uid, p, t in pending:
+                name = f"[{mode}] {uid} / {p.get('title')} / {t.get('refId')}"
+                if (uid, p.get("title")) in ONSET_PANELS:
+                    # counted now, beside the panel's query: every onset series with an onset
+                    # (tenant="__all__" too, which existed from 0) must be a row
+                    onsets = prom.scalar(f'count(statuswatch_spikes_total{{job="statuswatch",instance="{instance}"}} > 0)'
+                                         ' and on () count(statuswatch_spikes_total{job="statuswatch",'
+                                         f'instance="{instance}",tenant!="__all__"}})') or 0
+                ok, has_data, detail, n = run_target(prom, uid, p, t, tenant, range_s, instance)
                 allowed = ALLOWED_EMPTY.get((uid, p.get("title")))
+                if (uid, p.get("title")) in ONSET_PANELS and onsets:
+                    # Every per-tenant onset series was created within the range (the scrapes
+                    # started with the test), at 1: the table must list each onset series.
+                    allowed = None
+                    if ok and has_data and n < onsets:
+                        ok, detail = False, f"{n} rows for {onsets:g} onset series: " \
+                                            f"a series created at its first onset is not counted :: {detail}"
                 if not ok:
                     report(False, name, detail)
+                elif empty_by_mode(uid, p, t.get("refId"), mode):
+                    report(not has_data, name, f"empty with tenant.latency = \"{mode}\", as declared"
+                           if not has_data else f"has data, but MODE_EMPTY says it is empty in this mode: {detail}")
                 elif has_data:
                     report(True, name, detail)
                 elif allowed:
                     report(True, name, f"empty, allowed: {allowed}")
                 else:
-                    retry.append((uid, p, t, name, detail))
+                    retry.append((mode, instance, onsets, uid, p, t, name, detail))
             if not retry:
                 break
             if time.monotonic() >= deadline or any(p.poll() is not None for _, p in watch):
-                for _, _, _, name, detail in retry:
+                for *_, name, detail in retry:
                     report(False, name, detail)
                 break
             print(f"... {len(retry)} queries without data yet, retrying", flush=True)
             time.sleep(5)
-            pending = [(u, p, t) for u, p, t, _, _ in retry]
+            pending = [r[:6] for r in retry]
         # the live scrape, after minutes of demo traffic and (usually) a spike, must be a
         # clean exposition for promtool
-        st, metrics = http_get(f"http://127.0.0.1:{admin}/metrics")
-        ok, detail = promtool_check_metrics(metrics if st == 200 else "")
-        report(st == 200 and ok, "promtool check metrics on the live /metrics scrape", detail)
+        for mode, admin in admins.items():
+            st, metrics = http_get(f"http://127.0.0.1:{admin}/metrics")
+            ok, detail = promtool_check_metrics(metrics if st == 200 else "")
+            report(st == 200 and ok, f"[{mode}] promtool check metrics on the live /metrics scrape", detail)
         for n, p in watch:
             report(p.poll() is None, f"{n} still running at the end")
     except Exception as e:  # noqa: BLE001 - report any setup failure as a failed check
