@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::yaml::{prom_duration, q, Alert, Yaml};
-use super::{RulesOptions, POD_LABELS};
+use super::{RulesOptions, POD_LABELS, TEN};
 use crate::config::Config;
+use crate::metrics::names::{SUSPENSIONS_TOTAL, TENANT_OVERFLOW_TOTAL, TENANT_SUSPENDED};
 
 /// The `statuswatch.suspensions` group.
 pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config) {
@@ -20,7 +21,7 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config) {
     y.record(
         "tenant:statuswatch_tenant_suspended:max",
         &[],
-        &format!("max without ({POD_LABELS}) (statuswatch_tenant_suspended == 1)"),
+        &format!("max without ({POD_LABELS}) ({TENANT_SUSPENDED} == 1)"),
     );
     y.record(
         "job:statuswatch_tenants_suspended:count",
@@ -31,13 +32,13 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config) {
         &format!("job:statuswatch_tenants_newly_suspended:count{ww}"),
         &[],
         &format!(
-            "count without (tenant) (\n  max without ({POD_LABELS}) (max_over_time(statuswatch_tenant_suspended[{ww}]) == 1)\n    unless\n  max without ({POD_LABELS}) (statuswatch_tenant_suspended offset {ww} == 1)\n)"
+            "count without ({TEN}) (\n  max without ({POD_LABELS}) (max_over_time({TENANT_SUSPENDED}[{ww}]) == 1)\n    unless\n  max without ({POD_LABELS}) ({TENANT_SUSPENDED} offset {ww} == 1)\n)"
         ),
     );
     y.record(
         "job:statuswatch_suspensions:rate5m",
         &[],
-        &format!("sum without ({POD_LABELS}) (rate(statuswatch_suspensions_total[5m]))"),
+        &format!("sum without ({POD_LABELS}) (rate({SUSPENSIONS_TOTAL}[5m]))"),
     );
     y.alert(Alert {
         name: "StatuswatchSuspensionWave",
@@ -88,7 +89,7 @@ pub(super) fn health_rules(y: &mut Yaml, opts: &RulesOptions) {
     y.alert(Alert {
         name: "StatuswatchTenantOverflow",
         expr: &format!(
-            "sum without ({POD_LABELS}) (rate(statuswatch_tenant_overflow_total[5m])) > 0"
+            "sum without ({POD_LABELS}) (rate({TENANT_OVERFLOW_TOTAL}[5m])) > 0"
         ),
         for_: Some(Duration::from_secs(600)),
         keep_firing_for: None,

@@ -40,6 +40,7 @@ mod yaml;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::metrics::names::label;
 use crate::state::Live;
 
 pub use spikes::signal_title;
@@ -54,8 +55,14 @@ pub const DEFAULT_RUNBOOK_BASE_URL: &str =
 /// Target labels that identify one sidecar: summed away everywhere.
 pub const POD_LABELS: &str = "instance, pod, container";
 
+/// Label names the rules aggregate by, from the one list of them.
+pub(super) const SIG: &str = label::SIGNAL;
+pub(super) const TEN: &str = label::TENANT;
+
 /// Labels of `statuswatch_responses_total` below the tenant level.
-pub(super) const CODE_LABELS: &str = "code, class, origin";
+pub(super) fn code_labels() -> String {
+    format!("{}, {}, {}", label::CODE, label::CLASS, label::ORIGIN)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {

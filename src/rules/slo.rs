@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use super::spikes::{Chain, LEVELS};
 use super::yaml::{num, prom_duration, q, Alert, Yaml};
+use super::{SIG, TEN};
 use crate::detect::SignalSpec;
+use crate::metrics::names::{label, RESPONSES_TOTAL};
 
 /// The burn-rate windows taken from the per-window series.
 const WINDOWS: [(&str, u64); 5] = [
@@ -39,7 +41,7 @@ impl Source {
     /// The per-window 5xx series of a level, as a selector.
     fn tiled(&self, c: &Chain, lvl: &str) -> String {
         match &self.signal {
-            Some(sig) => format!("{}{{signal={}}}", c.tiled(&c.events(lvl)), q(sig)),
+            Some(sig) => format!("{}{{{SIG}={}}}", c.tiled(&c.events(lvl)), q(sig)),
             None => c.tiled(&own_5xx(c, lvl)),
         }
     }
@@ -53,16 +55,17 @@ impl Source {
             &own_5xx(c, "tenant"),
             &[],
             &format!(
-                "sum without ({}, {}) (increase(statuswatch_responses_total{{class=\"5xx\"}}[{}])) > 0",
+                "sum without ({}, {}) (increase({RESPONSES_TOTAL}{{{}=\"5xx\"}}[{}])) > 0",
                 super::POD_LABELS,
-                super::CODE_LABELS,
+                super::code_labels(),
+                label::CLASS,
                 c.w
             ),
         );
         y.record(
             &own_5xx(c, "job"),
             &[],
-            &format!("sum without (tenant) ({})", own_5xx(c, "tenant")),
+            &format!("sum without ({TEN}) ({})", own_5xx(c, "tenant")),
         );
     }
 
@@ -122,7 +125,7 @@ pub(super) fn burn_rate_rules(
                 &format!("{lvl}:statuswatch_responses_5xx:rate{win}"),
                 &[],
                 &format!(
-                    "sum without (signal) (sum_over_time({}[{range}])) / {per_s}",
+                    "sum without ({SIG}) (sum_over_time({}[{range}])) / {per_s}",
                     src.tiled(c, lvl)
                 ),
             );

@@ -23,9 +23,10 @@
 use std::time::Duration;
 
 use super::yaml::{num, prom_duration, q, Alert, Yaml};
-use super::{RulesOptions, CODE_LABELS, POD_LABELS};
+use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
 use crate::detect::{SignalSpec, P0_MAX};
+use crate::metrics::names::RESPONSES_TOTAL;
 
 /// The alert-name fragment of a signal: "5xx" → "5xx", "suspended" →
 /// "Suspension" (its historical name), "payment_required" → "PaymentRequired".
@@ -164,9 +165,9 @@ fn signals_clear_after(cfg: &Config) -> Duration {
 /// of a level from the raw counter.
 fn raw_agg(lvl: &str) -> String {
     if lvl == "tenant" {
-        format!("{POD_LABELS}, {CODE_LABELS}")
+        format!("{POD_LABELS}, {}", code_labels())
     } else {
-        format!("{POD_LABELS}, {CODE_LABELS}, tenant")
+        format!("{POD_LABELS}, {}, {TEN}", code_labels())
     }
 }
 
@@ -174,7 +175,7 @@ fn raw_agg(lvl: &str) -> String {
 fn raw_events(spec: &SignalSpec, w: &str) -> String {
     let parts: Vec<String> = selectors(spec)
         .iter()
-        .map(|sel| format!("increase(statuswatch_responses_total{{{sel}}}[{w}])"))
+        .map(|sel| format!("increase({RESPONSES_TOTAL}{{{sel}}}[{w}])"))
         .collect();
     format!(
         "sum without ({}) (\n  {}\n) > 0",
@@ -200,24 +201,24 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
         &c.requests("tenant"),
         &[],
         &format!(
-            "sum without ({}) (increase(statuswatch_responses_total[{w}]))",
+            "sum without ({}) (increase({RESPONSES_TOTAL}[{w}]))",
             raw_agg("tenant")
         ),
     );
     y.record(
         &c.requests("job"),
         &[],
-        &format!("sum without (tenant) ({})", c.requests("tenant")),
+        &format!("sum without ({TEN}) ({})", c.requests("tenant")),
     );
     for spec in signals {
         let sig = spec.name.as_str();
-        let sl = [("signal", sig)];
-        let m = format!("{{signal={}}}", q(sig));
+        let sl = [(SIG, sig)];
+        let m = format!("{{{SIG}={}}}", q(sig));
         y.record(&c.events("tenant"), &sl, &raw_events(spec, w));
         y.record(
             &c.events("job"),
             &sl,
-            &format!("sum without (tenant) ({}{m})", c.events("tenant")),
+            &format!("sum without ({TEN}) ({}{m})", c.events("tenant")),
         );
         let (floor, p0max) = (num(spec.floor), num(P0_MAX));
         // The overall level first: a cold tenant's reference is its share.
@@ -231,7 +232,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             let surprise = format!("{lvl}:statuswatch_signal:surprise{w}");
             // Where the baseline is the series' own: >= max(min_requests, n).
             let own = format!(
-                "(({breq} >= {}) >= ignoring (signal) group_left () {req})",
+                "(({breq} >= {}) >= ignoring ({SIG}) group_left () {req})",
                 spec.min_requests
             );
             // A cold tenant is judged against the largest of its partial
@@ -241,10 +242,10 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             let cold = if lvl == "tenant" {
                 let partial = format!("({bev} or 0 * {breq}) / ({breq} > 0)");
                 let reference = format!(
-                    "(0 * {ev} + ignoring (tenant) group_left () (job:statuswatch_signal_baseline:ratio{m} or job:statuswatch_signal_events:ratio{w}{m}))"
+                    "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} or job:statuswatch_signal_events:ratio{w}{m}))"
                 );
                 format!(
-                    "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ignoring (signal) ({req} >= {})\n    )",
+                    "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ignoring ({SIG}) ({req} >= {})\n    )",
                     spec.cold_min_requests
                 )
             } else {
@@ -260,7 +261,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             y.record(
                 &ratio,
                 &sl,
-                &format!("{ev}\n  / ignoring (signal) group_left () {req}"),
+                &format!("{ev}\n  / ignoring ({SIG}) group_left () {req}"),
             );
             // q = max(k/n, p0), below 1: a share at or below p0 is no surprise (S = 0).
             let qc =
@@ -269,7 +270,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
                 &surprise,
                 &sl,
                 &format!(
-                    "{req} * ignoring (signal) group_right () (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
+                    "{req} * ignoring ({SIG}) group_right () (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
                 ),
             );
             y.record(
@@ -323,8 +324,8 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config)
     }
     for spec in signals {
         let sig = spec.name.as_str();
-        let sl = [("signal", sig)];
-        let m = format!("{{signal={}}}", q(sig));
+        let sl = [(SIG, sig)];
+        let m = format!("{{{SIG}={}}}", q(sig));
         for lvl in LEVELS {
             let req_t = c.tiled(&c.requests(lvl));
             let ev_t = c.tiled(&c.events(lvl));
@@ -355,7 +356,7 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config)
             y.record(
                 &fr_req,
                 &sl,
-                &format!("{req_t} and ignoring (signal) {covered}"),
+                &format!("{req_t} and ignoring ({SIG}) {covered}"),
             );
             y.record(&fr_ev, &sl, &format!("{ev_t}{m} and {covered}"));
             let frozen_now = format!("max_over_time({frozen}[{}])", c.recent);
@@ -366,7 +367,7 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config)
                 &c.base_requests(lvl),
                 &sl,
                 &format!(
-                    "(\n  (\n      sum_over_time({req_t}[{span}]) unless ignoring (signal) sum_over_time({fr_req}{m}[{span}])\n    or\n      sum_over_time({req_t}[{span}]) - ignoring (signal) sum_over_time({fr_req}{m}[{span}])\n  )\n  unless ignoring (signal) {frozen_now}\n)\nor ignoring (signal)\n(last_over_time({}{m}[{}]) and {frozen_now})",
+                    "(\n  (\n      sum_over_time({req_t}[{span}]) unless ignoring ({SIG}) sum_over_time({fr_req}{m}[{span}])\n    or\n      sum_over_time({req_t}[{span}]) - ignoring ({SIG}) sum_over_time({fr_req}{m}[{span}])\n  )\n  unless ignoring ({SIG}) {frozen_now}\n)\nor ignoring ({SIG})\n(last_over_time({}{m}[{}]) and {frozen_now})",
                     c.base_requests(lvl),
                     c.hold
                 ),
@@ -398,7 +399,7 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config)
 fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions) {
     let sig = spec.name.as_str();
     let w = &c.w;
-    let m = format!("{{signal={}}}", q(sig));
+    let m = format!("{{{SIG}={}}}", q(sig));
     let title = signal_title(sig);
     let known = matches!(sig, "5xx" | "suspended");
     let what = match sig {
@@ -422,7 +423,7 @@ fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions)
         expr: &format!("{}{m}", c.spike("tenant")),
         for_: Some(opts.spike_for),
         keep_firing_for: Some(spec.clear_after),
-        labels: &[("severity", "warning"), ("signal", sig)],
+        labels: &[("severity", "warning"), (SIG, sig)],
         summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
         description: &format!(
             "{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}, summed over all pods of {{{{ $labels.job }}}}: {stat}{hint}"
@@ -435,7 +436,7 @@ fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions)
         expr: &format!("{}{m}", c.spike("job")),
         for_: Some(opts.spike_for),
         keep_firing_for: Some(spec.clear_after),
-        labels: &[("severity", spec.severity.as_str()), ("signal", sig)],
+        labels: &[("severity", spec.severity.as_str()), (SIG, sig)],
         summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
         description: &format!(
             "{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Check which tenants and which origin (upstream or proxy) the responses come from."
