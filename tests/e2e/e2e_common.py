@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -346,3 +347,33 @@ def promtool_check_metrics(text):
     if r.returncode == 0 and not out:
         return True, f"{series} samples, no problems"
     return False, f"exit {r.returncode}, {series} samples:\n" + "\n".join("    " + line for line in out.splitlines())
+
+
+def finish_run(procs, tmp, failed):
+    """The end of every e2e run: on failure the tail of each process's log, then stop
+    them all and remove the temp dir (kept with E2E_KEEP_TMP=1)."""
+    if failed:
+        for name in list(procs.procs):
+            t = procs.tail(name, 10)
+            if t:
+                print(t)
+    procs.stop_all()
+    if os.environ.get("E2E_KEEP_TMP"):
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_main(results, name, run, *args, note=""):
+    """Run `run(*args)`, count an unexpected exception as a failure, print the closing
+    line `NAME: N passed, M failed` and exit non-zero on failure (or on no check at all)."""
+    started = time.monotonic()
+    try:
+        run(*args)
+    except Exception as e:  # noqa: BLE001 - report, count, and fail
+        import traceback
+        traceback.print_exc()
+        results.check(False, f"unexpected error: {e!r}")
+    print(f"(took {time.monotonic() - started:.0f} s{note})")
+    print(f"{name}: {results.passed} passed, {results.failed} failed", flush=True)
+    sys.exit(1 if results.failed or not results.passed else 0)

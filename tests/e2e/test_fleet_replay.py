@@ -42,14 +42,12 @@ import http.client
 import json
 import os
 import random
-import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-from e2e_common import (DEFAULT_CONFIG, ROOT, RULES, Procs, Results, free_port, http_get, log, prometheus_bin,
+from e2e_common import (finish_run, run_main, DEFAULT_CONFIG, ROOT, RULES, Procs, Results, free_port, http_get, log, prometheus_bin,
                         prometheus_config, start_prometheus, wait_until)
 
 FLEETS = {"one": 1, "three": 3}
@@ -461,30 +459,10 @@ def run():
             watch.stop()
         if load:
             load.stop()
-        if R.failed:
-            for name in list(procs.procs):
-                t = procs.tail(name, 10)
-                if t:
-                    print(t)
-        procs.stop_all()
-        if os.environ.get("E2E_KEEP_TMP"):
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-
+        finish_run(procs, tmp, R.failed)
 
 def main():
-    started = time.monotonic()
-    try:
-        run()
-    except Exception as e:  # noqa: BLE001 - report, count, and fail
-        import traceback
-        traceback.print_exc()
-        check(False, f"unexpected error: {e!r}")
-    print(f"(took {time.monotonic() - started:.0f} s)")
-    print(f"e2e-fleet-replay: {R.passed} passed, {R.failed} failed", flush=True)
-    sys.exit(1 if R.failed or not R.passed else 0)
-
+    run_main(R, "e2e-fleet-replay", run)
 
 if __name__ == "__main__":
     main()
