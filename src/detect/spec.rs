@@ -59,6 +59,14 @@ pub fn surprise(n: f64, k: f64, p0: f64) -> f64 {
     n * (q * (q / p0).ln() + (1.0 - q) * ((1.0 - q) / (1.0 - p0)).ln())
 }
 
+/// Whether `[signals.NAME]` is the built-in signal of that name, unchanged.
+fn is_builtin_default(name: &str, s: &crate::config::SignalConfig) -> bool {
+    Config::defaults()
+        .ok()
+        .and_then(|d| d.signals.get(name).cloned())
+        .is_some_and(|d| &d == s)
+}
+
 impl SignalSpec {
     /// `ln(1/significance)`: the surprise a spike needs.
     pub fn surprise_threshold(&self) -> f64 {
@@ -188,13 +196,28 @@ impl SignalSpec {
             // only those have a `code` label of their own in
             // statuswatch_responses_total, so only those can be counted by the
             // Prometheus rules, and both engines must count the same events.
-            for (i, code) in s.codes.iter().enumerate() {
-                let in_class = class_digits.contains(&(b'0' + (code / 100) as u8));
-                if !in_class && !cfg.catalog.codes.iter().any(|e| e.code == *code) {
+            let uncovered = s.codes.iter().enumerate().find(|(_, code)| {
+                !class_digits.contains(&(b'0' + (**code / 100) as u8))
+                    && !cfg.catalog.codes.iter().any(|e| e.code == **code)
+            });
+            if let Some((i, code)) = uncovered {
+                // A built-in signal left as shipped, in a config whose catalog
+                // (another API's) lacks its code, does not apply to that API:
+                // it is left out rather than refusing a config that never
+                // mentioned it. A signal the config sets itself is an error.
+                if is_builtin_default(name, s) {
+                    tracing::warn!(
+                        signal = %name,
+                        code,
+                        "built-in signal left out: its code is not in the catalog"
+                    );
+                    continue;
+                }
+                {
                     return Err(ConfigError::invalid(
                         format!("signals.{name}.codes[{i}]"),
                         format!(
-                            "{code} is not in the catalog, so statuswatch_responses_total has no code=\"{code}\" series to count it by (in process or in the Prometheus rules); add it to [[catalog.codes]] or name its class"
+                            "{code} is not in the catalog, so statuswatch_responses_total has no code=\"{code}\" series to count it by (in process or in the Prometheus rules); add it to [[catalog.codes]], name its class, or disable the signal"
                         ),
                     ));
                 }
@@ -428,6 +451,16 @@ mod tests {
         let e = SignalSpec::all_from_config(&cfg).unwrap_err().to_string();
         assert!(e.starts_with("signals.teapot.codes[0]"), "{e}");
         assert!(e.contains("not in the catalog"), "{e}");
+        // a catalog of another API, without 451: the built-in `suspended`
+        // signal, left as shipped, does not apply (not an error)
+        let mut other = Config::defaults().unwrap();
+        other.catalog.codes.retain(|e| e.code != 451);
+        let names: Vec<String> = SignalSpec::all_from_config(&other)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["5xx"]);
         // inside one of its classes it is fine (502 under "5xx")
         cfg.signals.get_mut("teapot").unwrap().codes = vec![502];
         cfg.signals.get_mut("teapot").unwrap().classes = vec!["5xx".into()];

@@ -253,9 +253,7 @@ mod tests {
             for (i, _) in out.match_indices("statuswatch_responses_total") {
                 let rest = &out[i..];
                 // a range right after the selector: `statuswatch_responses_total{...}[X]`
-                let sel_end = rest
-                    .find(|c: char| c == '[' || c == ')' || c == '\n')
-                    .unwrap();
+                let sel_end = rest.find(['[', ')', '\n']).unwrap();
                 if rest.as_bytes()[sel_end] == b'[' {
                     let range =
                         &rest[sel_end + 1..sel_end + 1 + rest[sel_end..].find(']').unwrap() - 1];

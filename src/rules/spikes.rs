@@ -386,10 +386,10 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config)
             "job:statuswatch_signal_baseline:ratio",
             &sl,
             &format!(
-                "({bev} or 0 * {breq})\n  / ({breq} >= {})",
+                "({bev}{m} or 0 * {breq}{m})\n  / ({breq}{m} >= {})",
                 spec.min_requests,
-                bev = format!("{}{m}", c.base_events("job")),
-                breq = format!("{}{m}", c.base_requests("job")),
+                bev = c.base_events("job"),
+                breq = c.base_requests("job"),
             ),
         );
     }
