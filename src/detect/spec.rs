@@ -78,6 +78,20 @@ impl SignalSpec {
         baseline.max(self.floor).min(P0_MAX)
     }
 
+    /// What a baseline of `base_requests` requests with share `baseline`
+    /// says the share may be: its upper bound at about two standard errors
+    /// (plus one event in N, for a share of 0). A baseline of a few dozen
+    /// requests is a noisy estimate: a 30 % tenant's first 20 requests can
+    /// show 10 %, and a window at its usual 30 % would then look like a
+    /// spike. With thousands of requests the bound is the share itself.
+    pub fn baseline_bound(baseline: f64, base_requests: f64) -> f64 {
+        if base_requests <= 0.0 {
+            return baseline;
+        }
+        let b = baseline.clamp(0.0, 1.0);
+        b + 2.0 * (b * (1.0 - b) / base_requests).sqrt() + 1.0 / base_requests
+    }
+
     /// Whether a baseline of `base_requests` requests is the series' own
     /// baseline for a window of `n` requests: at least `min_requests`, and at
     /// least as large as the window (a baseline smaller than the window it is
@@ -103,8 +117,9 @@ impl SignalSpec {
         baseline: f64,
         reference: Option<f64>,
     ) -> Option<f64> {
+        let bound = Self::baseline_bound(baseline, base_requests);
         if self.has_baseline(n, base_requests) {
-            return Some(self.expected_share(baseline));
+            return Some(self.expected_share(bound));
         }
         let reference = reference.filter(|_| n >= self.cold_min_requests as f64)?;
         let partial = if base_requests > 0.0 { baseline } else { 0.0 };
@@ -387,7 +402,7 @@ mod tests {
         // a baseline smaller than the window (one 5 s bucket after start-up) is
         // not its own: judged cold, against the reference share
         assert!(!s.has_baseline(2750.0, 250.0));
-        assert!(s.judge(2750.0, 90.0, 2750.0, 0.008, None));
+        assert!(s.judge(2750.0, 90.0, 27500.0, 0.008, None));
         assert!(!s.judge(2750.0, 90.0, 250.0, 0.008, Some(0.02)));
         // a huge tenant's tiny significant rise: 2.0% -> 2.5% is no spike (effect size)
         assert!(surprise(1e6, 25_000.0, 0.02) > s.surprise_threshold());
@@ -419,13 +434,31 @@ mod tests {
         // and not when the fleet itself fails as much (the reference share)
         assert!(!s.judge(60.0, 24.0, 0.0, 0.0, Some(0.3)));
         // a series with a baseline of its own ignores the reference
-        assert_eq!(s.expected(60.0, 3600.0, 0.3, Some(0.01)), Some(0.3));
+        let own = s.expected(60.0, 3600.0, 0.3, Some(0.01)).unwrap();
+        assert!((own - 0.3).abs() < 0.02, "{own}");
         // a partial baseline of its own counts too, when it is the larger
-        assert_eq!(s.expected(60.0, 10.0, 0.3, Some(0.05)), Some(0.3));
+        assert_eq!(s.expected(60.0, 40.0, 0.3, Some(0.05)), Some(0.3));
         assert_eq!(s.expected(60.0, 10.0, 0.02, Some(0.05)), Some(0.05));
         assert_eq!(s.expected(60.0, 0.0, 0.0, Some(0.0)), Some(0.01));
         assert_eq!(s.expected(60.0, 10.0, 0.3, None), None);
         assert_eq!(s.expected(29.0, 10.0, 0.3, Some(0.05)), None);
+    }
+
+    #[test]
+    fn a_small_baseline_is_taken_at_its_upper_bound() {
+        let s = spec();
+        // a 30 % tenant whose first 20 requests showed 8 %: a window at 60 %
+        // is no spike against what 20 requests can say (it would be against
+        // the point estimate)
+        assert!(!s.judge(20.0, 12.0, 20.0, 0.08, None));
+        assert!(
+            12.0 / 20.0 >= s.factor * 0.08 && surprise(20.0, 12.0, 0.08) >= s.surprise_threshold(),
+            "the point estimate would fire"
+        );
+        // with a large baseline the bound is the share
+        let b = SignalSpec::baseline_bound(0.02, 1e6);
+        assert!((b - 0.02).abs() < 0.0005, "{b}");
+        assert_eq!(SignalSpec::baseline_bound(0.0, 100.0), 0.01);
     }
 
     #[test]

@@ -251,12 +251,15 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             } else {
                 String::new()
             };
+            // The baseline share's upper bound (SignalSpec::baseline_bound):
+            // B + 2·sqrt(B(1−B)/N) + 1/N.
+            let share = format!("(({bev} or 0 * {breq}) / {own})");
+            let bound =
+                format!("{share} + 2 * sqrt({share} * (1 - {share}) / {breq}) + 1 / {breq}");
             y.record(
                 &expected,
                 &sl,
-                &format!(
-                    "(\n    clamp(({bev} or 0 * {breq}) / {own}, {floor}, {p0max}){cold}\n)\nand {ev}"
-                ),
+                &format!("(\n    clamp({bound}, {floor}, {p0max}){cold}\n)\nand {ev}"),
             );
             y.record(
                 &ratio,
