@@ -79,8 +79,8 @@ impl SignalSpec {
     }
 
     /// What a baseline of `base_requests` requests with share `baseline`
-    /// says the share may be: its upper bound at about two standard errors
-    /// (plus one event in N, for a share of 0). A baseline of a few dozen
+    /// says the share may be: its upper bound at one standard error, plus
+    /// one event in N (so a share of 0 is not taken at its word). A baseline of a few dozen
     /// requests is a noisy estimate: a 30 % tenant's first 20 requests can
     /// show 10 %, and a window at its usual 30 % would then look like a
     /// spike. With thousands of requests the bound is the share itself.
@@ -89,7 +89,7 @@ impl SignalSpec {
             return baseline;
         }
         let b = baseline.clamp(0.0, 1.0);
-        b + 2.0 * (b * (1.0 - b) / base_requests).sqrt() + 1.0 / base_requests
+        b + (b * (1.0 - b) / base_requests).sqrt() + 1.0 / base_requests
     }
 
     /// Whether a baseline of `base_requests` requests is the series' own

@@ -227,9 +227,11 @@ mod tests {
         assert!(out.contains(">= 3 * tenant:statuswatch_signal_expected:ratio"));
         assert!(out.contains(">= 5)"));
         assert!(out.contains(
-            ">= 20) >= ignoring (signal) group_left () tenant:statuswatch_requests:increase1m"
+            "(tenant:statuswatch_signal_window_baseline_requests:sum1h{signal=\"5xx\"} >= 20)"
         ));
-        assert!(out.contains("(tenant:statuswatch_requests:increase1m >= 30)"));
+        assert!(out.contains(
+            "(tenant:statuswatch_signal_window_requests:increase1m{signal=\"5xx\"} >= 30)"
+        ));
         // relearn_after = 1d
         assert!(out.contains("< time() - 86400)"));
         assert!(!out.contains("sum by"), "aggregations keep target labels");

@@ -230,42 +230,52 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             let expected = format!("{lvl}:statuswatch_signal_expected:ratio");
             let ratio = format!("{lvl}:statuswatch_signal_events:ratio{w}");
             let surprise = format!("{lvl}:statuswatch_signal:surprise{w}");
-            // Where the baseline is the series' own: >= max(min_requests, n).
+            // Everything from here on is computed only where the window has
+            // signal events: three joins with the dense per-tenant series,
+            // then sparse vectors only (a rule is as costly as its largest
+            // operand, and most tenants have no event in a window).
+            let n = format!("{lvl}:statuswatch_signal_window_requests:increase{w}");
+            let nb = format!(
+                "{lvl}:statuswatch_signal_window_baseline_requests:sum{}",
+                c.b
+            );
+            let bs = format!("{lvl}:statuswatch_signal_window_baseline:ratio");
+            y.record(&n, &sl, &format!("{req} and ignoring ({SIG}) {ev}"));
+            y.record(&nb, &sl, &format!("{breq} and {ev}"));
+            y.record(
+                &bs,
+                &sl,
+                &format!("(({bev} and {ev}) or 0 * {nb}{m}) / ({nb}{m} > 0)"),
+            );
+            let (n, nb, bs) = (format!("{n}{m}"), format!("{nb}{m}"), format!("{bs}{m}"));
+            // The series' own baseline: N >= max(min_requests, n), taken at
+            // its upper bound (SignalSpec::baseline_bound): B + sqrt(B(1−B)/N) + 1/N.
             let own = format!(
-                "(({breq} >= {}) >= ignoring ({SIG}) group_left () {req})",
+                "({bs} and ({nb} >= {}) and ({nb} >= {n}))",
                 spec.min_requests
             );
+            let bound = format!("{own} + sqrt({own} * (1 - {own}) / {nb}) + 1 / {nb}");
             // A cold tenant is judged against the largest of its partial
             // baseline and the overall baseline share (at a fresh start: the
             // overall window's share); a cold overall series is not judged,
             // there is nothing to compare it with.
             let cold = if lvl == "tenant" {
-                let partial = format!("({bev} or 0 * {breq}) / ({breq} > 0)");
                 let reference = format!(
                     "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} or job:statuswatch_signal_events:ratio{w}{m}))"
                 );
                 format!(
-                    "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ignoring ({SIG}) ({req} >= {})\n    )",
+                    "\n  or\n    (\n      clamp(({bs} >= {reference}) or {reference}, {floor}, {p0max})\n      and ({n} >= {})\n    )",
                     spec.cold_min_requests
                 )
             } else {
                 String::new()
             };
-            // The baseline share's upper bound (SignalSpec::baseline_bound):
-            // B + 2·sqrt(B(1−B)/N) + 1/N.
-            let share = format!("(({bev} or 0 * {breq}) / {own})");
-            let bound =
-                format!("{share} + 2 * sqrt({share} * (1 - {share}) / {breq}) + 1 / {breq}");
             y.record(
                 &expected,
                 &sl,
-                &format!("(\n    clamp({bound}, {floor}, {p0max}){cold}\n)\nand {ev}"),
+                &format!("clamp({bound}, {floor}, {p0max}){cold}"),
             );
-            y.record(
-                &ratio,
-                &sl,
-                &format!("{ev}\n  / ignoring ({SIG}) group_left () {req}"),
-            );
+            y.record(&ratio, &sl, &format!("{ev} / {n}"));
             // q = max(k/n, p0), below 1: a share at or below p0 is no surprise (S = 0).
             let qc =
                 format!("((clamp_max({ratio}{m}, 1 - 1e-09) > {expected}{m}) or {expected}{m})");
@@ -273,7 +283,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
                 &surprise,
                 &sl,
                 &format!(
-                    "{req} * ignoring ({SIG}) group_right () (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
+                    "{n} * (\n    {qc} * ln({qc} / {expected}{m})\n  + (1 - {qc}) * ln((1 - {qc}) / (1 - {expected}{m}))\n)"
                 ),
             );
             y.record(
