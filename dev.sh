@@ -64,6 +64,11 @@ cmd_test() {
   suite "build (release)" build
   suite "cargo clippy -D warnings" cargo clippy --release --locked --all-targets -- -D warnings
   suite "cargo test (unit + integration)" cargo test --release --locked -- --test-threads=2
+  # Every proxy test again with the direct path off (each statuswatch a test
+  # starts inherits the override): pingora-proxy alone must pass them too.
+  suite "cargo test, proxy.direct_path = false (proxy, paths, hostile, faults)" \
+    env STATUSWATCH__PROXY__DIRECT_PATH=false \
+    cargo test --release --locked --test proxy --test paths --test hostile --test faults -- --test-threads=2
   suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py

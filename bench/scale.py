@@ -453,6 +453,7 @@ def run_case(a, procs, tmp, tenants, pods, label, rules_file, scrape_file):
         f"{ex['first_render_s'] * 1000:.0f} ms); running {a.duration:.0f}s")
     poll = max(1.0, min(5.0, a.eval_interval / 3))
     groups = {}      # name -> {"interval", "file", "evals": {lastEvaluation: evaluationTime}, "rules": [...]}
+    rule_evals = {}  # (group, rule index) -> {lastEvaluation: evaluationTime}
     errors = {}      # (group, rule name) -> lastError
     peak = {"head_series": 0, "rss": 0}
     missed, iters = {}, {}
@@ -473,7 +474,10 @@ def run_case(a, procs, tmp, tenants, pods, label, rules_file, scrape_file):
                 le = g.get("lastEvaluation", "")
                 if le and not le.startswith("0001-"):
                     e["evals"].setdefault(le, (time.time(), g.get("evaluationTime", 0.0)))
-                for ru in g["rules"]:
+                for i, ru in enumerate(g["rules"]):
+                    rle = ru.get("lastEvaluation", "")
+                    if rle and not rle.startswith("0001-"):
+                        rule_evals.setdefault((g["name"], i), {}).setdefault(rle, ru.get("evaluationTime", 0.0))
                     if ru.get("health") == "err":
                         errors[(g["name"], ru.get("name"))] = ru.get("lastError", "")
         st, text = http_get(f"{prom.base}/metrics", timeout=10)
@@ -541,6 +545,13 @@ def run_case(a, procs, tmp, tenants, pods, label, rules_file, scrape_file):
         iv = g["interval"] or a.eval_interval
         post = [t for seen, t in evs if seen - start >= warm] or [t for _, t in evs]
         rs = rule_stats.get(n, [])
+        # Mean evaluation time of each rule of the group, slowest first.
+        slow_rules = []
+        for i, (rname, _, _) in enumerate(g["rules"]):
+            ts = list(rule_evals.get((n, i), {}).values())
+            if ts:
+                slow_rules.append({"rule": rname, "mean_s": sum(ts) / len(ts), "max_s": max(ts)})
+        slow_rules.sort(key=lambda x: -x["mean_s"])
         worst_rule = max((x for x in rs if x.get("samples") is not None), key=lambda x: x["samples"], default=None)
         out_groups[n] = {
             "interval_s": iv, "evals": len(evs), "iterations": iters.get(n),
@@ -554,6 +565,7 @@ def run_case(a, procs, tmp, tenants, pods, label, rules_file, scrape_file):
             "max_samples_rule": worst_rule["rule"] if worst_rule else None,
             "max_peak": max((x.get("peak") or 0 for x in rs), default=None),
             "rules": rs,
+            "slowest_rules": slow_rules[:6],
             "stat_errors": [x for x in rs if "error" in x],
         }
     cpu_cores = None
@@ -661,6 +673,19 @@ def report(a, fills, results, checks, started, finished):
     L.append("")
     L.append("⚠ = above the issue-23 target (≤ 10 % of the interval, no missed iteration; the target is stated for "
              "10k tenants × 3 pods).")
+    L.append("")
+    L.append("Slowest rules of each case's slowest group (mean / max evaluation time of the rule, from "
+             "`/api/v1/rules`):")
+    L.append("")
+    for t, p in cases:
+        for k in ("old", "new"):
+            for r in results:
+                if (r["tenants"], r["pods"], r["rules"]) != (t, p, k) or not r["groups"]:
+                    continue
+                gn, g = max(r["groups"].items(), key=lambda kv: kv[1]["share_mean"] or 0)
+                rules = "; ".join(f"`{x['rule']}` {fmt_dur(x['mean_s'])} / {fmt_dur(x['max_s'])}"
+                                  for x in g.get("slowest_rules", [])[:4])
+                L.append(f"- T={t} P={p} {k}, {gn}: {rules or '-'}")
     ex = [(r["tenants"], r["pods"], r["rules"], r["exporter"]) for r in results]
     L.append("")
     L.append("Fake-fleet render time per scrape (one pod's text): " + "; ".join(

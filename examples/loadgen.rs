@@ -382,7 +382,7 @@ impl ResponseParser {
         }
     }
 
-    fn on_head(&mut self, resp: &httparse::Response) -> Result<(), FrameError> {
+    fn on_head(&mut self, resp: &httparse::Response<'_, '_>) -> Result<(), FrameError> {
         let code = resp.code.ok_or(FrameError::Malformed)?;
         if code == 101 {
             return Err(FrameError::Upgrade);

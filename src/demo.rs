@@ -128,6 +128,7 @@ fn reason(code: u16) -> &'static str {
 }
 
 /// The demo upstream.
+#[derive(Debug)]
 pub struct DemoUpstream {
     start: Instant,
 }
@@ -202,6 +203,7 @@ impl ServeHttp for DemoUpstream {
 }
 
 /// Traffic generator: keep-alive clients sending a REV23-like mix through the proxy.
+#[derive(Debug)]
 pub struct Traffic {
     pub target: SocketAddr,
     pub rps: u32,
@@ -340,6 +342,14 @@ impl BackgroundService for Traffic {
 pub struct Summary {
     pub shared: &'static Shared,
     pub every: Duration,
+}
+
+impl std::fmt::Debug for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Summary")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Totals by documented code (and "undocumented") across tenants and origins.

@@ -18,8 +18,9 @@
 //! `Expect`, chunked or large bodies, absolute-form targets, hop-by-hop
 //! fields, HTTP/1.0) and all of h2 go to pingora-proxy, which [`crate::conn`]
 //! hands the request bytes exactly as they were read. Both paths share the
-//! request logic in [`crate::proxy`] (tenant, forwarded headers, the
-//! upstream's answer, failure answers, the one `finish`). A client
+//! request core, [`crate::request`] (context, tenant claim, refusals,
+//! forwarded headers, the upstream's answer, failure answers, the one
+//! `finish`), called here in the order pingora-proxy's hooks run. A client
 //! connection keeps its upstream connection between requests ([`Pinned`]).
 //!
 //! # Mirrored from pingora-proxy 0.9.1 (re-check on upgrade)
@@ -57,12 +58,11 @@ use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
-use pingora::proxy::ProxyHttp;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
 
 use crate::conn::Direct;
-use crate::proxy::{add_forwarded, answer_failure, Ctx, StatusProxy};
+use crate::request::{outcome, Core, Ctx};
 use crate::state::Live;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -95,6 +95,7 @@ pub(crate) fn is_plain(req: &RequestHeader) -> bool {
     }
     let mut hosts = 0;
     let mut lengths = 0;
+    let mut connections = 0;
     for (name, value) in req.headers.iter() {
         if name == header::HOST {
             hosts += 1;
@@ -111,7 +112,10 @@ pub(crate) fn is_plain(req: &RequestHeader) -> bool {
                 return false;
             }
         } else if name == header::CONNECTION {
-            if !only_persistence_tokens(value.as_bytes()) {
+            // More than one line: pingora-proxy's answer (it refuses some
+            // such heads) is the one both paths give.
+            connections += 1;
+            if connections > 1 || !only_persistence_tokens(value.as_bytes()) {
                 return false;
             }
         } else if NOT_PLAIN.contains(&name.as_str()) || name.as_str() == "close" {
@@ -134,17 +138,17 @@ fn only_persistence_tokens(v: &[u8]) -> bool {
         })
 }
 
-/// The direct path: the proxy's request logic plus its own upstream pool.
+/// The direct path: the request core plus its own upstream pool.
 pub(crate) struct Forwarder {
-    proxy: StatusProxy,
+    core: Core,
     transport: TransportConnector,
     max_tries: usize,
 }
 
 impl Forwarder {
-    pub(crate) fn new(proxy: StatusProxy, conf: &ServerConf) -> Forwarder {
+    pub(crate) fn new(core: Core, conf: &ServerConf) -> Forwarder {
         Forwarder {
-            proxy,
+            core,
             transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
             max_tries: conf.max_retries.max(1),
         }
@@ -159,7 +163,7 @@ impl Forwarder {
         ctx: &mut Ctx,
         held: &mut Option<Pinned>,
     ) -> Result<()> {
-        let live = self.proxy.shared().live.load_full();
+        let live = self.core.shared().live.load_full();
         let peer = &live.peer;
         let body = read_body(session).await?;
         let mut tries = 0;
@@ -227,7 +231,7 @@ impl Forwarder {
     ) -> Result<()> {
         let mut req = Box::new(session.req_header().clone());
         req.remove_header(&header::CONNECTION);
-        add_forwarded(session.client_addr(), &mut req)?;
+        self.core.upstream_head(session, &mut req)?;
         up.write_request_header(req)
             .await
             .map_err(|e| e.into_up())?;
@@ -264,7 +268,8 @@ impl Forwarder {
             }
             let end = up.is_body_done();
             reframe(&mut resp, head_request, end)?;
-            self.proxy.upstream_answered(&resp, ctx);
+            self.core.upstream_answered(&resp, ctx);
+            self.core.response_head(session);
             write_header(session, resp).await?;
             break;
         }
@@ -386,25 +391,29 @@ impl Direct for Forwarder {
     type Conn = Option<Pinned>;
 
     fn accepts(&self, session: &ServerSession) -> bool {
-        matches!(session, ServerSession::H1(_)) && is_plain(session.req_header())
+        matches!(session, ServerSession::H1(_))
+            && self.core.shared().with_live(|l| l.config.proxy.direct_path)
+            && is_plain(session.req_header())
     }
 
     async fn serve(&self, session: &mut ServerSession, held: &mut Option<Pinned>) -> bool {
-        crate::conn::mark_hooked(session);
-        let mut ctx = self.proxy.new_ctx();
-        self.proxy.resolve_tenant(session.req_header(), &mut ctx);
-        let result = self.exchange(session, &mut ctx, held).await;
-        let error = result.err();
-        if let Some(e) = &error {
-            answer_failure(e, session, &mut ctx).await;
-        }
-        self.proxy.finish(
+        let mut ctx = self.core.start(session);
+        let (answered, error) = if self.core.admit(session, &mut ctx).await {
+            (true, None)
+        } else {
+            let error = self.exchange(session, &mut ctx, held).await.err();
+            if let Some(e) = &error {
+                outcome::answer_failure(e, session, &mut ctx).await;
+            }
+            (false, error)
+        };
+        self.core.finish(
             session.req_header(),
             session.response_written(),
             error.as_deref(),
             &mut ctx,
         );
-        error.is_none()
+        !answered && error.is_none()
     }
 
     fn close(&self, held: Option<Pinned>) {
@@ -471,6 +480,11 @@ mod tests {
             "GET",
             b"/a",
             &[("Connection", "close, close, close, close, close")]
+        )));
+        assert!(!is_plain(&req(
+            "GET",
+            b"/a",
+            &[("Connection", "close"), ("Connection", "close")]
         )));
         assert!(!is_plain(&req(
             "POST",

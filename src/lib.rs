@@ -5,14 +5,15 @@
 //! Data flows one way, and the module graph has no cycles:
 //!
 //! ```text
-//! request ─▶ conn (connection loop) ─▶ forward (plain HTTP/1, direct)  ─┐
-//!                                   └▶ pingora-proxy (everything else) ─┴▶ proxy (request logic)
+//! request ─▶ conn (connection loop) ─▶ forward (plain HTTP/1, direct)            ─┐
+//!                                   └▶ pingora-proxy via proxy (its hook adapter) ─┴▶ request (core)
 //!        ─▶ tenant (who) ─▶ record (one finished response) ─▶ tally (counters)
 //!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics)
 //! ```
 //!
-//! Both request paths run the same request logic in `proxy`: pingora-proxy
-//! through its `ProxyHttp` hooks, `forward` by calling it in order.
+//! Both request paths run the same request core, `request`: pingora-proxy
+//! through the `ProxyHttp` hooks in `proxy`, which only delegate, and
+//! `forward` by calling the same steps in the same order.
 //!
 //! [`config`] is a leaf that only parses and checks plain settings;
 //! [`state::Live::build`] turns a config into everything the request path
@@ -37,6 +38,7 @@ mod memory;
 pub mod metrics;
 mod proxy;
 pub mod record;
+mod request;
 pub mod rules;
 pub mod server;
 pub mod state;

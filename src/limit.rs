@@ -33,6 +33,8 @@ pub struct ConnLimit {
     open: AtomicUsize,
     refused: AtomicU64,
     head_timeouts: AtomicU64,
+    /// Connections closed by a drain that are still lingering ([`Closing`]).
+    closing: AtomicUsize,
     /// Second (since `epoch`) of the last refusal log line, and refusals since.
     last_log: AtomicU64,
     unlogged: AtomicU64,
@@ -49,6 +51,17 @@ impl Drop for ConnGuard<'_> {
     }
 }
 
+/// A connection a drain has closed but still reads from (see
+/// `conn::linger`): the process waits for these before it exits.
+#[derive(Debug)]
+pub struct Closing<'a>(&'a ConnLimit);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.closing.fetch_sub(1, Relaxed);
+    }
+}
+
 impl ConnLimit {
     pub fn new(listener: Listener) -> ConnLimit {
         ConnLimit {
@@ -56,6 +69,7 @@ impl ConnLimit {
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
             head_timeouts: AtomicU64::new(0),
+            closing: AtomicUsize::new(0),
             last_log: AtomicU64::new(0),
             unlogged: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -105,6 +119,17 @@ impl ConnLimit {
 
     pub fn head_timeouts(&self) -> u64 {
         self.head_timeouts.load(Relaxed)
+    }
+
+    /// A connection starts lingering after a drain closed it.
+    pub fn closing(&self) -> Closing<'_> {
+        self.closing.fetch_add(1, Relaxed);
+        Closing(self)
+    }
+
+    /// Connections still lingering.
+    pub fn lingering(&self) -> usize {
+        self.closing.load(Relaxed)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::conn::ProxyApp;
 use crate::forward::Forwarder;
 use crate::memory::Release;
 use crate::proxy::StatusProxy;
+use crate::request::Core;
 use crate::state::{Live, Shared};
 use crate::tasks::ControlTask;
 use crate::tls::Acceptor;
@@ -34,6 +35,7 @@ use crate::tls::Acceptor;
 const L4_READ_BUFFER: usize = 4096;
 
 /// Everything `run` needs besides the config.
+#[derive(Debug)]
 pub struct RunOptions {
     /// Where the config came from, re-read on SIGHUP.
     pub sources: Sources,
@@ -102,7 +104,8 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut http = pingora::proxy::http_proxy(&server.configuration, StatusProxy::new(shared));
+    let core = Core::new(shared);
+    let mut http = pingora::proxy::http_proxy(&server.configuration, StatusProxy::new(core));
     let mut options = HttpServerOptions::default();
     options.h2c = cfg.proxy.h2c;
     // CONNECT reaches our hooks, which refuse it and count it with its
@@ -111,9 +114,9 @@ pub fn build(cfg: Config, opts: &RunOptions) -> anyhow::Result<(Server, &'static
     options.h2_idle_timeout = Some(cfg.proxy.client_idle_timeout);
     http.server_options = Some(options);
     // Our connection loop around pingora's, so that the 400 pingora writes
-    // for an unparseable head is tallied too (see conn.rs).
+    // for an unparseable head is tallied too (see conn/mod.rs).
     // Plain HTTP/1 requests take the direct path; the rest go to pingora-proxy.
-    let direct = Forwarder::new(StatusProxy::new(shared), &server.configuration);
+    let direct = Forwarder::new(core, &server.configuration);
     let mut proxy = Service::new(
         "statuswatch proxy".to_string(),
         ProxyApp::new(http, direct, shared, Release(opts.release_memory)),
@@ -224,7 +227,9 @@ fn drain_then_exit(shared: &'static Shared, settle: Duration) {
     std::thread::sleep(settle);
     let mut quiet = 0;
     loop {
-        if shared.global.in_flight() <= 0 {
+        // Idle connections closed by the drain read until their client has
+        // seen the close: exiting first would answer a late request with a reset.
+        if shared.global.in_flight() <= 0 && shared.proxy_conns.lingering() == 0 {
             quiet += 1;
             if quiet >= 4 {
                 // The last scrape may predate the final requests: log the totals.

@@ -40,6 +40,18 @@ pub struct Live {
     pub latency_objective_nanos: u64,
 }
 
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the certificate's key, nor the whole config (secrets).
+        f.debug_struct("Live")
+            .field("upstream", &self.upstream)
+            .field("signals", &self.signals.len())
+            .field("latency", &self.latency)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Live {
     /// Build everything derived from a loaded config, each piece once: the
     /// one builder, and so the one validator of those pieces, for start-up,
@@ -108,6 +120,16 @@ pub struct Shared {
     /// False until every service runs, and again once draining starts.
     ready: AtomicBool,
     draining: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("id", &self.id)
+            .field("registry", &self.registry)
+            .field("draining", &self.is_draining())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -198,10 +220,7 @@ mod tests {
     fn build_err(edit: impl FnOnce(&mut Config)) -> String {
         let mut cfg = Config::defaults().unwrap();
         edit(&mut cfg);
-        Live::build(cfg)
-            .err()
-            .expect("should not build")
-            .to_string()
+        Live::build(cfg).expect_err("should not build").to_string()
     }
 
     #[test]

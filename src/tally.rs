@@ -66,6 +66,12 @@ pub struct Counters {
     latency: TenantLatency,
 }
 
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counters").finish_non_exhaustive()
+    }
+}
+
 impl Default for Counters {
     fn default() -> Self {
         Counters {
@@ -76,6 +82,7 @@ impl Default for Counters {
 }
 
 /// A tenant's latency histogram read for exposition.
+#[derive(Debug)]
 pub struct TenantLatencySnapshot {
     /// Cumulative counts for each bound of [`TENANT_DURATION_BUCKETS`].
     pub cumulative: [u64; TENANT_DURATION_BUCKETS.len()],
@@ -312,6 +319,7 @@ impl ShardRef {
 }
 
 /// Histogram values read for exposition: cumulative bucket counts, count, sum.
+#[derive(Debug)]
 pub struct HistogramSnapshot {
     pub cumulative: [u64; DURATION_BUCKETS.len()],
     pub count: u64,
@@ -329,6 +337,14 @@ pub struct Global {
     undocumented: Box<[AtomicU64]>,
     upstream_errors: [AtomicU64; 6],
     suspensions_total: AtomicU64,
+}
+
+impl std::fmt::Debug for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Global")
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Global {

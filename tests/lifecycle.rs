@@ -42,6 +42,115 @@ fn sigterm_drains_in_flight_requests() {
     assert!(log.contains("responses_total=4"), "{log}");
 }
 
+/// What one idle keep-alive client saw when it used its connection again
+/// after SIGTERM.
+#[derive(Debug, PartialEq)]
+enum AfterDrain {
+    /// The connection was already closed, cleanly, when the client looked.
+    Closed,
+    /// Sent; answered in full, with `Connection: close`.
+    Answered,
+    /// Sent; the connection closed cleanly without an answer.
+    ClosedAfterSend,
+    /// A reset, or anything else: the failure this test is about.
+    Failed(String),
+}
+
+fn use_again(mut conn: std::net::TcpStream) -> AfterDrain {
+    use std::io::{Read, Write};
+    conn.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let peeked = conn.peek(&mut byte);
+    conn.set_nonblocking(false).unwrap();
+    match peeked {
+        Ok(0) => return AfterDrain::Closed,
+        Ok(_) => return AfterDrain::Failed("unasked bytes".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return AfterDrain::Failed(format!("peek: {e}")),
+    }
+    if let Err(e) =
+        conn.write_all(b"GET /status/200 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: idle\r\n\r\n")
+    {
+        return AfterDrain::Failed(format!("send: {e}"));
+    }
+    // Read to the end by hand: a reset must show as an error, not as a
+    // short response.
+    let mut got = Vec::new();
+    if let Err(e) = conn.read_to_end(&mut got) {
+        return AfterDrain::Failed(format!("read: {e} after {} bytes", got.len()));
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    if got.is_empty() {
+        AfterDrain::ClosedAfterSend
+    } else if text.starts_with("http/1.1 200") && text.contains("\r\nconnection: close\r\n") {
+        AfterDrain::Answered
+    } else {
+        AfterDrain::Failed(format!("answered {text:?}"))
+    }
+}
+
+#[test]
+fn sigterm_closes_idle_keep_alive_connections_cleanly() {
+    let up = Upstream::start();
+    let mut sw = Statuswatch::start(up.addr, "");
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let mut c = KeepAlive::connect(sw.proxy);
+        let r = c.get("/status/200", &[("X-Tenant-Name", "idle")]).unwrap();
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (200, Some("keep-alive"))
+        );
+        clients.push(c);
+    }
+    // One request in flight: the drain answers it, with `Connection: close`.
+    let mut busy = KeepAlive::connect(sw.proxy);
+    busy.send(b"GET /slow/1200 HTTP/1.1\r\nHost: x\r\nX-Tenant-Name: busy\r\n\r\n")
+        .unwrap();
+    eventually(Duration::from_secs(5), "1 request in flight", || {
+        sw.metrics_now().get("statuswatch_requests_in_flight", &[]) == Some(1.0)
+    });
+    sw.signal(libc::SIGTERM);
+    let started = std::time::Instant::now();
+    let threads: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let conn = c.stream().try_clone().unwrap();
+            std::thread::spawn(move || {
+                // Spread over the first second after SIGTERM.
+                std::thread::sleep(Duration::from_millis(20 + 10 * i as u64));
+                let seen = use_again(conn);
+                drop(c);
+                (i, seen)
+            })
+        })
+        .collect();
+    let seen: Vec<(usize, AfterDrain)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let busy_answer = busy.read(false).expect("the in-flight request is answered");
+    assert_eq!(
+        (busy_answer.status, busy_answer.header("connection")),
+        (200, Some("close"))
+    );
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|(_, s)| matches!(s, AfterDrain::Failed(_)))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    // "At once": every client that looked 200 ms or more after SIGTERM found
+    // its connection already closed (not left open until the process exits).
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|(i, s)| *i >= 20 && *s != AfterDrain::Closed)
+        .collect();
+    assert!(late.is_empty(), "{late:?}");
+    let status = sw
+        .wait_exit(Duration::from_secs(10))
+        .expect("exited after draining");
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
 #[test]
 fn sighup_reload_applies_and_keeps_counters() {
     let up = Upstream::start();

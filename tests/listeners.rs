@@ -90,6 +90,36 @@ fn start_tls(up: &Upstream, cert: &str, key: &str) -> (Statuswatch, std::net::So
 }
 
 #[test]
+fn the_tls_listener_forwards_https_as_the_scheme() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "proto", "statuswatch-test-proto");
+    let (sw, tls) = start_tls(&up, &cert, &key);
+    let seen = |version: &str, url: &str, extra: &[&str]| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-k", "--max-time", "10", version]);
+        for h in extra {
+            cmd.args(["-H", h]);
+        }
+        let out = cmd.arg(url).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let https = format!("https://{tls}/headers");
+    for version in ["--http1.1", "--http2"] {
+        let text = seen(version, &https, &[]);
+        assert!(
+            text.contains("x-forwarded-proto: https\n"),
+            "{version}: {text}"
+        );
+    }
+    // The plain listener says http; a front proxy's own value is kept.
+    let plain = format!("http://{}/headers", sw.proxy);
+    assert!(seen("--http1.1", &plain, &[]).contains("x-forwarded-proto: http\n"));
+    let text = seen("--http1.1", &https, &["X-Forwarded-Proto: http"]);
+    assert!(text.contains("x-forwarded-proto: http\n"), "{text}");
+}
+
+#[test]
 fn tls_http1_and_h2_are_proxied_and_counted_like_plain_requests() {
     let up = Upstream::start();
     let dir = tempfile::tempdir().unwrap();

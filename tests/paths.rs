@@ -210,3 +210,131 @@ fn a_client_connection_keeps_its_upstream_connection_while_it_is_good() {
     );
     assert_eq!(m.responses("pin", "200", "2xx", "upstream"), Some(8.0));
 }
+
+/// Extra request fields that send a request to each path: none (plain, the
+/// direct path) and a `Connection` nomination (pingora-proxy strips the
+/// nominated field, so the request is not plain).
+const PATHS: [(&str, &[(&str, &str)]); 2] = [
+    ("direct", &[]),
+    ("pingora-proxy", &[("Connection", "x-hop"), ("X-Hop", "1")]),
+];
+
+fn lines<'a>(seen: &'a str, name: &str) -> Vec<&'a str> {
+    seen.lines().filter_map(|l| l.strip_prefix(name)).collect()
+}
+
+#[test]
+fn forwarded_for_keeps_every_line_in_order_on_both_paths() {
+    let up = Upstream::start();
+    let sw = Statuswatch::start(up.addr, "");
+    for (path, extra) in PATHS {
+        // A client's spoofed value on the first line, the hop a front proxy
+        // appended on its own second line: both reach the upstream, in order.
+        let mut headers = vec![
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-For", "198.51.100.7"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        headers.extend_from_slice(extra);
+        let seen = text(&get(sw.proxy, "/headers", &headers).unwrap());
+        assert_eq!(
+            lines(&seen, "x-forwarded-for: "),
+            ["6.6.6.6, 198.51.100.7, 127.0.0.1"],
+            "{path}: {seen}"
+        );
+        assert_eq!(
+            lines(&seen, "x-forwarded-proto: "),
+            ["https"],
+            "{path}: {seen}"
+        );
+        assert!(!seen.contains("x-hop"), "{path}: {seen}");
+    }
+}
+
+#[test]
+fn untrusted_forwarded_headers_are_replaced_on_both_paths() {
+    let up = Upstream::start();
+    let sw = Statuswatch::start_env(up.addr, &[("STATUSWATCH__PROXY__TRUST_FORWARDED", "false")]);
+    for (path, extra) in PATHS {
+        let mut headers = vec![
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        headers.extend_from_slice(extra);
+        let seen = text(&get(sw.proxy, "/headers", &headers).unwrap());
+        assert_eq!(
+            lines(&seen, "x-forwarded-for: "),
+            ["127.0.0.1"],
+            "{path}: {seen}"
+        );
+        assert_eq!(
+            lines(&seen, "x-forwarded-proto: "),
+            ["http"],
+            "{path}: {seen}"
+        );
+    }
+}
+
+#[test]
+fn a_request_without_exactly_one_host_is_refused_and_counted_on_both_paths() {
+    let up = Upstream::start();
+    let sw = Statuswatch::start(up.addr, "");
+    let heads: [&[u8]; 4] = [
+        b"GET /status/200 HTTP/1.1\r\nX-Tenant-Name: nohost\r\n",
+        b"GET /status/200 HTTP/1.1\r\nX-Tenant-Name: nohost\r\nConnection: x-hop\r\nX-Hop: 1\r\n",
+        b"GET /status/200 HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Tenant-Name: nohost\r\n",
+        b"GET /status/200 HTTP/1.1\r\nHost: a\r\nHost: b\r\nX-Tenant-Name: nohost\r\nTE: trailers\r\n",
+    ];
+    for head in heads {
+        let mut req = head.to_vec();
+        req.extend_from_slice(b"\r\n");
+        let out = raw(sw.proxy, &req, Duration::from_secs(5));
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "{}: {out}",
+            String::from_utf8_lossy(head)
+        );
+    }
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a refused request reached the upstream"
+    );
+    // HTTP/1.0 has no Host requirement.
+    let out = raw(
+        sw.proxy,
+        b"GET /status/200 HTTP/1.0\r\nX-Tenant-Name: old\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        out.starts_with(b"HTTP/1.1 200") || out.starts_with(b"HTTP/1.0 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    let m = sw.metrics();
+    // Without Host: refused by the request core, counted with the tenant.
+    assert_eq!(
+        m.responses("nohost", "400", "4xx", "proxy"),
+        Some(2.0),
+        "{}",
+        m.text
+    );
+    // Two Host lines: pingora's own head parser refuses them before any
+    // hook (the early 400, counted as `__none__`).
+    assert_eq!(
+        m.sum(
+            "statuswatch_responses_total",
+            &[("code", "400"), ("origin", "proxy")]
+        ),
+        4.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.responses("old", "200", "2xx", "upstream"),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+}

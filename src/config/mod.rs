@@ -132,6 +132,12 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Accept HTTP/2 with prior knowledge (h2c) on the plain listener.
     pub h2c: bool,
+    /// Keep (and extend) the `X-Forwarded-For` / `X-Forwarded-Proto` a
+    /// request carries; `false` replaces them with this hop's own.
+    pub trust_forwarded: bool,
+    /// Serve plain HTTP/1.1 requests on the direct path (`crate::forward`);
+    /// `false` sends every request through pingora-proxy.
+    pub direct_path: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -158,6 +158,16 @@ pub struct Detector {
     tenants: Vec<Option<SeriesState>>,
 }
 
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("signals", &self.signals.len())
+            .field("tick_no", &self.tick_no)
+            .field("tenants", &self.tenants.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Detector {
     pub fn new(timing: Timing, signals: Vec<SignalSpec>) -> Detector {
         let n = signals.len();

@@ -14,7 +14,7 @@ use crate::state::Shared;
 use crate::tenant::ALL;
 
 /// Every detector family, in exposition order.
-pub(super) fn render(shared: &Shared, tenants: &Tenants, out: &mut String) {
+pub(super) fn render(shared: &Shared, tenants: &Tenants<'_>, out: &mut String) {
     let snap = shared.detector.load();
     header(
         out,

@@ -23,7 +23,7 @@ use crate::tally::{
 };
 
 /// Every tally family up to the tenant overflow counter, in exposition order.
-pub(super) fn render(shared: &Shared, tenants: &Tenants, live: &Live, out: &mut String) {
+pub(super) fn render(shared: &Shared, tenants: &Tenants<'_>, live: &Live, out: &mut String) {
     let catalog = &live.catalog;
     header(
         out,
@@ -170,7 +170,7 @@ pub(super) fn render(shared: &Shared, tenants: &Tenants, live: &Live, out: &mut 
 }
 
 /// Suspended tenants and suspension onsets.
-pub(super) fn render_suspensions(shared: &Shared, tenants: &Tenants, out: &mut String) {
+pub(super) fn render_suspensions(shared: &Shared, tenants: &Tenants<'_>, out: &mut String) {
     header(
         out,
         names::TENANT_SUSPENDED,
@@ -261,7 +261,7 @@ fn line(out: &mut String, prefix: &str, tail: &str, n: u64) {
 /// The per-tenant latency families `tenant.latency` asks for, each series
 /// from the tenant's first response (first slow response for the slow
 /// counter).
-fn tenant_latency(tenants: &Tenants, live: &Live, out: &mut String) {
+fn tenant_latency(tenants: &Tenants<'_>, live: &Live, out: &mut String) {
     match live.latency {
         LatencyMode::Off => {}
         LatencyMode::Slow => {

@@ -299,11 +299,12 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             // Frozen: a spike of a series whose baseline holds min_requests
             // (SignalSpec::freezes), not yet relearn_after old. Its windows
             // stay out of the baseline, which holds its value meanwhile.
+            // (N read from the sparse window copy: a spike has events.)
             y.record(
                 &c.frozen(lvl),
                 &sl,
                 &format!(
-                    "({}{m} and ({breq} >= {}))\nunless ({}{m} < time() - {})",
+                    "({}{m} and ({nb} >= {}))\nunless ({}{m} < time() - {})",
                     c.spike(lvl),
                     spec.min_requests,
                     c.since(lvl),

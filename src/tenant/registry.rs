@@ -60,6 +60,14 @@ pub struct TenantSlot {
     name: Mutex<Option<Box<str>>>,
 }
 
+impl std::fmt::Debug for TenantSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSlot")
+            .field("gen", &self.gen.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
 impl TenantSlot {
     pub fn generation(&self) -> u32 {
         self.gen.load(Ordering::Acquire)
@@ -107,6 +115,16 @@ pub struct Registry {
     epoch: Instant,
     /// Tells this registry's entries apart in the per-thread memo.
     id: u32,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("id", &self.id)
+            .field("tracked", &self.tracked.load(Ordering::Relaxed))
+            .field("limit", &self.limit.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Source of registry ids (0 is the memo's "empty").

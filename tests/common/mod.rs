@@ -715,6 +715,11 @@ impl KeepAlive {
         self.read(false)
     }
 
+    /// The connection's socket (for checks like a peek).
+    pub fn stream(&self) -> &TcpStream {
+        &self.w
+    }
+
     /// Write raw bytes: a request, several pipelined, or part of one.
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.w.write_all(bytes)

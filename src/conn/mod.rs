@@ -76,6 +76,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::limit::ConnLimit;
 use crate::memory::Release;
 
+mod wait;
+use wait::{head_deadline, idle_at_shutdown, linger};
+
 /// What the loop reads and reports: implemented by the process state.
 pub(crate) trait ConnSink: Send + Sync + 'static {
     /// Settings for a new connection (read per connection, so a reload
@@ -151,33 +154,6 @@ impl ConnState {
         self.first_read.load(Relaxed) != 0
             && !self.hooked.load(Relaxed)
             && self.status.load(Relaxed) == 0
-    }
-}
-
-/// Resolves once a started request head has not completed within `limit` of
-/// its first byte. Pending forever otherwise.
-///
-/// Only for a `select!` that polls the connection's read first: that read is
-/// what notes a head's first byte (in [`Counted`]), and every wake-up of the
-/// connection task polls both, so this future needs no waker of its own until
-/// a head has started. It then sleeps on a timer; a head that arrives in one
-/// read (the usual case) never registers anything.
-async fn head_deadline(state: &ConnState, epoch: Instant, limit: Duration) {
-    loop {
-        let first = std::future::poll_fn(|_| {
-            if state.head_incomplete() {
-                Poll::Ready(state.first_read.load(Relaxed))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
-        let deadline = epoch + Duration::from_nanos(first) + limit;
-        tokio::time::sleep_until(deadline.into()).await;
-        if state.head_incomplete() && state.first_read.load(Relaxed) == first {
-            return;
-        }
-        // That head completed in time; the loop waits for the next one.
     }
 }
 
@@ -449,7 +425,10 @@ where
                     return None;
                 }
             }
-            _ = shutdown_rx.changed() => return None,
+            _ = shutdown_rx.changed() => {
+                linger(stream, self.sink.conns()).await;
+                return None;
+            }
         }
         let kept = if self.is_h2(&mut stream).await {
             // pingora's own adapter, unchanged (see the module doc).
@@ -547,14 +526,29 @@ where
                 state.start_recording();
                 let read = tokio::select! {
                     biased;
-                    read = session.read_request() => read,
+                    read = session.read_request() => Some(read),
                     _ = head_deadline(&state, epoch, settings.head_timeout) => {
                         self.head_timed_out();
                         return None;
                     }
+                    _ = idle_at_shutdown(&state, shutdown, prefix.is_some()) => None,
+                };
+                let Some(read) = read else {
+                    // Draining, and no request was on its way: close it now
+                    // rather than when the process exits.
+                    held.close();
+                    if let ServerSession::H1(v1) = session {
+                        linger(v1.into_inner(), self.sink.conns()).await;
+                    }
+                    return None;
                 };
                 if matches!(read, Ok(false)) {
                     return None; // closed between requests, as pingora-proxy
+                }
+                if *shutdown.borrow() {
+                    // The drain began while this request arrived: answer it,
+                    // then close (`Connection: close` on its response).
+                    session.set_keepalive(None);
                 }
                 let direct = read.is_ok() && self.direct.accepts(&session);
                 let recorded = state.stop_recording(!direct);
