@@ -599,6 +599,15 @@ def summarize(res):
     }
 
 
+def in_order(results, cases):
+    """Each case's results, old rules before new: (tenants, pods, "old"/"new", result)."""
+    for t, p in cases:
+        for k in ("old", "new"):
+            for r in results:
+                if (r["tenants"], r["pods"], r["rules"]) == (t, p, k):
+                    yield t, p, k, r
+
+
 def report(a, fills, results, checks, started, finished):
     L = []
     L.append("# statuswatch rules scale benchmark (bench/scale.sh)")
@@ -659,17 +668,13 @@ def report(a, fills, results, checks, started, finished):
     L.append("| tenants | pods | rules | group | interval | evals | mean eval | max eval | mean share | max share | "
              "missed | max samples (rule) |")
     L.append("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for t, p in cases:
-        for k in ("old", "new"):
-            for r in results:
-                if (r["tenants"], r["pods"], r["rules"]) != (t, p, k):
-                    continue
-                for gn, g in r["groups"].items():
-                    flag = " ⚠" if (g["share_max"] or 0) > ISSUE_SHARE or g["missed"] else ""
-                    L.append(f"| {t} | {p} | {k} | {gn} | {g['interval_s']:g}s | {g['evals']} | "
-                             f"{fmt_dur(g['eval_mean_s'])} | {fmt_dur(g['eval_max_s'])} | {fmt_pct(g['share_mean'])} | "
-                             f"{fmt_pct(g['share_max'])}{flag} | {g['missed']:.0f} | "
-                             f"{fmt_n(g['max_samples'])} ({g['max_samples_rule'] or '-'}) |")
+    for t, p, k, r in in_order(results, cases):
+        for gn, g in r["groups"].items():
+            flag = " ⚠" if (g["share_max"] or 0) > ISSUE_SHARE or g["missed"] else ""
+            L.append(f"| {t} | {p} | {k} | {gn} | {g['interval_s']:g}s | {g['evals']} | "
+                     f"{fmt_dur(g['eval_mean_s'])} | {fmt_dur(g['eval_max_s'])} | {fmt_pct(g['share_mean'])} | "
+                     f"{fmt_pct(g['share_max'])}{flag} | {g['missed']:.0f} | "
+                     f"{fmt_n(g['max_samples'])} ({g['max_samples_rule'] or '-'}) |")
     L.append("")
     L.append("⚠ = above the issue-23 target (≤ 10 % of the interval, no missed iteration; the target is stated for "
              "10k tenants × 3 pods).")
@@ -677,15 +682,13 @@ def report(a, fills, results, checks, started, finished):
     L.append("Slowest rules of each case's slowest group (mean / max evaluation time of the rule, from "
              "`/api/v1/rules`):")
     L.append("")
-    for t, p in cases:
-        for k in ("old", "new"):
-            for r in results:
-                if (r["tenants"], r["pods"], r["rules"]) != (t, p, k) or not r["groups"]:
-                    continue
-                gn, g = max(r["groups"].items(), key=lambda kv: kv[1]["share_mean"] or 0)
-                rules = "; ".join(f"`{x['rule']}` {fmt_dur(x['mean_s'])} / {fmt_dur(x['max_s'])}"
-                                  for x in g.get("slowest_rules", [])[:4])
-                L.append(f"- T={t} P={p} {k}, {gn}: {rules or '-'}")
+    for t, p, k, r in in_order(results, cases):
+        if not r["groups"]:
+            continue
+        gn, g = max(r["groups"].items(), key=lambda kv: kv[1]["share_mean"] or 0)
+        rules = "; ".join(f"`{x['rule']}` {fmt_dur(x['mean_s'])} / {fmt_dur(x['max_s'])}"
+                          for x in g.get("slowest_rules", [])[:4])
+        L.append(f"- T={t} P={p} {k}, {gn}: {rules or '-'}")
     ex = [(r["tenants"], r["pods"], r["rules"], r["exporter"]) for r in results]
     L.append("")
     L.append("Fake-fleet render time per scrape (one pod's text): " + "; ".join(

@@ -52,7 +52,7 @@ impl Drop for ConnGuard<'_> {
 }
 
 /// A connection a drain has closed but still reads from (see
-/// `conn::linger`): the process waits for these before it exits.
+/// `conn::wait::linger`): the process waits for these before it exits.
 #[derive(Debug)]
 pub struct Closing<'a>(&'a ConnLimit);
 

@@ -45,16 +45,24 @@ fn parse_head(buf: &[u8]) -> Option<(usize, String, Framing)> {
     let httparse::Status::Complete(end) = req.parse(buf).ok()? else {
         return None;
     };
-    let mut framing = Framing::Length(0);
-    for h in req.headers.iter() {
+    let framing = framing(req.headers).ok()?.unwrap_or(Framing::Length(0));
+    Some((end, req.path?.to_string(), framing))
+}
+
+/// The body framing `headers` declare (chunking wins over a length), `None`
+/// when they declare neither; `Err` for a length that is not a number.
+fn framing(headers: &[httparse::Header<'_>]) -> Result<Option<Framing>, ()> {
+    let mut framing = None;
+    for h in headers {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            framing = Framing::Chunked;
-        } else if h.name.eq_ignore_ascii_case("content-length") && framing != Framing::Chunked {
-            let n = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
-            framing = Framing::Length(n);
+            framing = Some(Framing::Chunked);
+        } else if h.name.eq_ignore_ascii_case("content-length") && framing != Some(Framing::Chunked)
+        {
+            let n = std::str::from_utf8(h.value).map_err(|_| ())?.trim();
+            framing = Some(Framing::Length(n.parse().map_err(|_| ())?));
         }
     }
-    Some((end, req.path?.to_string(), framing))
+    Ok(framing)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -240,17 +248,9 @@ fn answer_end(buf: &[u8], head_request: bool) -> Option<usize> {
         if head_request || code == 204 || code == 304 || code == 101 {
             return Some(at);
         }
-        let mut framing = None;
-        for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                framing = Some(Framing::Chunked);
-            } else if h.name.eq_ignore_ascii_case("content-length") && framing.is_none() {
-                framing = Some(Framing::Length(
-                    std::str::from_utf8(h.value).ok()?.trim().parse().ok()?,
-                ));
-            }
-        }
-        return Some(at + body_end(&buf[at..], framing?)?);
+        // Neither length nor chunking: delimited by the close.
+        let framing = framing(resp.headers).ok()??;
+        return Some(at + body_end(&buf[at..], framing)?);
     }
 }
 

@@ -545,11 +545,6 @@ where
                 if matches!(read, Ok(false)) {
                     return None; // closed between requests, as pingora-proxy
                 }
-                if *shutdown.borrow() {
-                    // The drain began while this request arrived: answer it,
-                    // then close (`Connection: close` on its response).
-                    session.set_keepalive(None);
-                }
                 let direct = read.is_ok() && self.direct.accepts(&session);
                 let recorded = state.stop_recording(!direct);
                 if direct {

@@ -16,7 +16,7 @@ use crate::limit::ConnLimit;
 /// its first byte. Pending forever otherwise.
 ///
 /// Only for a `select!` that polls the connection's read first: that read is
-/// what notes a head's first byte (in [`Counted`]), and every wake-up of the
+/// what notes a head's first byte (in [`super::Counted`]), and every wake-up of the
 /// connection task polls both, so this future needs no waker of its own until
 /// a head has started. It then sleeps on a timer; a head that arrives in one
 /// read (the usual case) never registers anything.
@@ -42,7 +42,8 @@ pub(super) async fn head_deadline(state: &ConnState, epoch: Instant, limit: Dura
 /// Resolves once the process is shutting down while this connection waits
 /// for a request of which nothing has arrived yet (`pending`: bytes read
 /// ahead are the start of one). A request already arriving is read and
-/// answered instead, with `Connection: close`. Pending forever otherwise.
+/// answered instead, with `Connection: close` (`Core::response_head`).
+/// Pending forever otherwise.
 ///
 /// Like [`head_deadline`], only for a `select!` that polls the
 /// connection's read first, so a byte that arrived is noted before this

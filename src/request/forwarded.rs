@@ -79,6 +79,9 @@ pub(crate) fn upstream_head(
 /// The new `X-Forwarded-For`: `ip` after the request's own lines (when
 /// trusted), each non-empty one in order.
 fn appended(ip: IpAddr, trust: bool, req: &RequestHeader) -> Option<http::HeaderValue> {
+    if !trust {
+        return client_ip_value(ip);
+    }
     let mut lines = req
         .headers
         .get_all(&X_FORWARDED_FOR)
@@ -86,7 +89,7 @@ fn appended(ip: IpAddr, trust: bool, req: &RequestHeader) -> Option<http::Header
         .map(|v| v.as_bytes().trim_ascii())
         .filter(|v| !v.is_empty())
         .peekable();
-    if !trust || lines.peek().is_none() {
+    if lines.peek().is_none() {
         return client_ip_value(ip);
     }
     let mut ip_text = [0u8; 48];

@@ -3,10 +3,11 @@
 //! [`crate::proxy`], each of which only delegates here; the direct HTTP/1
 //! path ([`crate::forward`]) calls the same steps in the same order:
 //!
-//! 1. [`Core::begin`]: the request context, and the mark that the
-//!    connection's current request reached us (its response is ours to
-//!    count, not an early answer: [`crate::conn`]). Beginning a context is
-//!    what marks it, so no path can forget to.
+//! 1. [`Core::new_ctx`] and [`Core::begin`]: the request context, and the
+//!    mark that the connection's current request reached us (its response
+//!    is ours to count, not an early answer: [`crate::conn`]). The direct
+//!    path gets both from one call, [`Core::start`]; pingora-proxy makes its
+//!    context before it has a session, so its first hook calls `begin`.
 //! 2. [`Core::admit`]: the tenant the request claims, and the requests the
 //!    proxy answers itself: `CONNECT` (405) and an HTTP/1.1 request without
 //!    exactly one `Host` (400, RFC 9112 §3.2).
@@ -179,6 +180,8 @@ impl Core {
     /// Just before the response header is written to the client: while the
     /// process drains, the response says `Connection: close` and the
     /// connection closes after it (the client reconnects to a pod that stays).
+    /// The one place the drain decides keep-alive for a response on either
+    /// path (refusals and failure answers close their connection anyway).
     pub(crate) fn response_head(&self, session: &mut ServerSession) {
         if self.shared.is_draining() {
             session.set_keepalive(None);
