@@ -4,7 +4,8 @@
 #   ./dev.sh demo    build and run the proxy in front of the bundled demo API
 #   ./dev.sh test    the whole suite: fmt, clippy, unit + integration tests,
 #                    rule tests, deploy checks, end-to-end tests with real
-#                    Prometheus/Alertmanager, dashboard queries, bench smoke
+#                    Prometheus/Alertmanager, dashboard queries, fuzzing
+#                    (time-bounded), bench smoke
 #   ./dev.sh bench   the full side-by-side benchmark (bench/run.sh); the rules at
 #                    scale: bash bench/scale.sh
 # One build profile (release) serves every step.
@@ -69,6 +70,7 @@ cmd_test() {
   suite "cargo test, proxy.direct_path = false (proxy, paths, hostile, faults)" \
     env STATUSWATCH__PROXY__DIRECT_PATH=false \
     cargo test --release --locked --test proxy --test paths --test hostile --test faults -- --test-threads=2
+  suite "fuzz: every target, ${FUZZ_SECONDS:-60} s each (cargo fuzz, stable)" bash scripts/fuzz.sh
   suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py

@@ -67,7 +67,9 @@ use crate::state::Live;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The largest request body the direct path buffers (for a retry to replay
-/// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy.
+/// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy,
+/// (its bytes, like every request body's, are first admitted by the
+/// request core's body budget, `proxy.max_buffered_body_bytes`).
 pub(crate) const MAX_BODY: u64 = 64 * 1024;
 
 /// Request fields pingora-proxy strips as hop-by-hop or handles specially;

@@ -33,6 +33,8 @@ mod conn;
 pub mod demo;
 pub mod detect;
 mod forward;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 mod limit;
 mod memory;
 pub mod metrics;

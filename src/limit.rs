@@ -1,11 +1,15 @@
 //! Connection caps per listener: how many client connections are open, the
 //! cap they may not pass, how many were refused past it and how many were
-//! closed for a late request head. Its own module because the proxy's
+//! closed for a late request head; and the process-wide budget of request
+//! body bytes the direct path may hold at once ([`BodyBudget`]). Its own module because the proxy's
 //! connection loop (`conn`), the admin listener (`admin`), the shared state
 //! and the exposition all use it, and it needs none of them.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Which listener a [`ConnLimit`] guards (the `listener` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +137,55 @@ impl ConnLimit {
     }
 }
 
+/// Request body bytes the proxy may hold at once, all connections and both
+/// request paths together (`proxy.max_buffered_body_bytes`). Each request
+/// with a body reserves what it may hold of it before any of the body is
+/// read: up to 64 KiB (the direct path buffers a small body whole, for a
+/// retry; pingora-proxy reads into a 64 KiB buffer per request). Past the
+/// budget a request waits for its turn with its body unread, so the kernel's
+/// socket buffer and the client's TCP window hold it, not the heap: 4,096
+/// connections that each send most of a 64 KiB body and go silent held
+/// ~650-730 MiB without it. Fair (first come, first served), in KiB.
+#[derive(Debug)]
+pub struct BodyBudget {
+    kib: Arc<Semaphore>,
+}
+
+/// What a request holds of the [`BodyBudget`], given back when dropped.
+pub(crate) type BodyTicket = OwnedSemaphorePermit;
+
+/// The most a request reserves: one 64 KiB buffer (see [`BodyBudget`]).
+pub(crate) const BODY_RESERVE_MAX: u64 = 64 * 1024;
+
+impl BodyBudget {
+    /// A budget of `bytes` (whole KiB, at least [`BODY_RESERVE_MAX`]).
+    pub fn new(bytes: u64) -> BodyBudget {
+        let kib = (bytes.max(BODY_RESERVE_MAX) / 1024).min(Semaphore::MAX_PERMITS as u64);
+        BodyBudget {
+            kib: Arc::new(Semaphore::new(kib as usize)),
+        }
+    }
+
+    /// Reserve what a body of `len` bytes may hold (`None`: length unknown,
+    /// e.g. chunked), waiting at most `wait`. `None` if it did not fit in time.
+    pub async fn reserve(&self, len: Option<u64>, wait: Duration) -> Option<BodyTicket> {
+        let bytes = len.unwrap_or(BODY_RESERVE_MAX).min(BODY_RESERVE_MAX);
+        let kib = bytes.div_ceil(1024).max(1) as u32;
+        if let Ok(t) = self.kib.clone().try_acquire_many_owned(kib) {
+            return Some(t);
+        }
+        tokio::time::timeout(wait, self.kib.clone().acquire_many_owned(kib))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// KiB free now.
+    pub fn available_kib(&self) -> usize {
+        self.kib.available_permits()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +207,28 @@ mod tests {
         let _d = l.try_open(1).expect("one");
         assert!(l.try_open(1).is_none());
         assert_eq!(l.refused(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_body_budget_is_shared_fair_and_given_back() {
+        let b = BodyBudget::new(128 * 1024);
+        let short = Duration::from_millis(20);
+        let one = b.reserve(Some(100 * 1024), short).await.expect("fits");
+        assert_eq!(b.available_kib(), 64, "at most 64 KiB per request");
+        let two = b
+            .reserve(None, short)
+            .await
+            .expect("unknown length: 64 KiB");
+        assert_eq!(b.available_kib(), 0);
+        assert!(
+            b.reserve(Some(1), short).await.is_none(),
+            "past the budget, in time"
+        );
+        drop(one);
+        let three = b.reserve(Some(1), short).await.expect("given back");
+        assert_eq!(b.available_kib(), 63, "rounded up to whole KiB");
+        drop((two, three));
+        assert_eq!(b.available_kib(), 128);
+        assert_eq!(BodyBudget::new(0).available_kib(), 64, "one body at least");
     }
 }

@@ -8,10 +8,9 @@
 //! process-wide duration histogram and, when the proxy answered because the
 //! upstream failed, the error kind.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::LatencyMode;
-use crate::conn::{ConnSettings, ConnSink};
 use crate::state::{Live, Shared};
 use crate::status::{self, Origin};
 use crate::tally::UpstreamErrorKind;
@@ -56,37 +55,5 @@ impl Shared {
         if let Some(kind) = r.error_kind {
             self.global.upstream_error(kind);
         }
-    }
-}
-
-/// The connection loop's early answers (see [`crate::conn`]): no hook ran,
-/// so there is no tenant and the proxy wrote the response.
-impl ConnSink for Shared {
-    fn early_answer(&self, code: u16, elapsed: Duration) {
-        let finished = Finished {
-            tenant: SlotRef::NONE,
-            code,
-            origin: Origin::Proxy,
-            elapsed,
-            error_kind: None,
-        };
-        let now = self.registry.now_secs(Instant::now());
-        self.with_live(|live| self.record(live, &finished, now));
-        tracing::debug!(status = code, "answered a request pingora could not parse");
-    }
-
-    fn conns(&self) -> &crate::limit::ConnLimit {
-        &self.proxy_conns
-    }
-
-    fn settings(&self) -> ConnSettings {
-        self.with_live(|live| {
-            let p = &live.config.proxy;
-            ConnSettings {
-                max_connections: p.max_connections,
-                idle_timeout: p.client_idle_timeout,
-                head_timeout: p.client_header_timeout,
-            }
-        })
     }
 }

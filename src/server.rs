@@ -9,7 +9,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -22,13 +22,16 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::config::{Config, Sources};
-use crate::conn::ProxyApp;
+use crate::conn::{ConnSettings, ConnSink, ProxyApp};
 use crate::forward::Forwarder;
 use crate::memory::Release;
 use crate::proxy::StatusProxy;
+use crate::record::Finished;
 use crate::request::Core;
 use crate::state::{Live, Shared};
+use crate::status::Origin;
 use crate::tasks::ControlTask;
+use crate::tenant::SlotRef;
 use crate::tls::Acceptor;
 
 /// Per-connection read buffer of the proxy listener (pingora's default: 64 KiB).
@@ -274,4 +277,38 @@ pub fn describe(live: &Live) -> String {
 /// The config file path given on the command line, if any.
 pub fn file_sources(file: Option<PathBuf>) -> Sources {
     Sources { file, env: None }
+}
+
+/// What the connection loop ([`crate::conn`]) reads and reports: its
+/// settings and caps from the live config, and its early answers (no hook
+/// ran, so there is no tenant and the proxy wrote the response), counted by
+/// the one [`Shared::record`].
+impl ConnSink for Shared {
+    fn early_answer(&self, code: u16, elapsed: Duration) {
+        let finished = Finished {
+            tenant: SlotRef::NONE,
+            code,
+            origin: Origin::Proxy,
+            elapsed,
+            error_kind: None,
+        };
+        let now = self.registry.now_secs(Instant::now());
+        self.with_live(|live| self.record(live, &finished, now));
+        tracing::debug!(status = code, "answered a request pingora could not parse");
+    }
+
+    fn conns(&self) -> &crate::limit::ConnLimit {
+        &self.proxy_conns
+    }
+
+    fn settings(&self) -> ConnSettings {
+        self.with_live(|live| {
+            let p = &live.config.proxy;
+            ConnSettings {
+                max_connections: p.max_connections,
+                idle_timeout: p.client_idle_timeout,
+                head_timeout: p.client_header_timeout,
+            }
+        })
+    }
 }

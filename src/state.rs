@@ -3,7 +3,7 @@
 //! reset them) and the reloadable, config-derived rules (swapped atomically,
 //! read without locks).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::config::{Config, ConfigError, LatencyMode};
 use crate::detect::{self, SignalSpec};
-use crate::limit::{ConnLimit, Listener};
+use crate::limit::{BodyBudget, ConnLimit, Listener};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
 use crate::tls::CertKey;
@@ -52,6 +52,20 @@ impl std::fmt::Debug for Live {
     }
 }
 
+/// The upstream's address: `host:port` resolved now (names resolve at
+/// start-up and at each reload, never per request).
+fn resolve_upstream(up: &str) -> Result<SocketAddr, ConfigError> {
+    let mut addrs = up.to_socket_addrs().map_err(|e| {
+        ConfigError::invalid(
+            "proxy.upstream",
+            format!("cannot resolve {up:?} as host:port: {e}"),
+        )
+    })?;
+    addrs.next().ok_or_else(|| {
+        ConfigError::invalid("proxy.upstream", format!("{up:?} resolves to no address"))
+    })
+}
+
 impl Live {
     /// Build everything derived from a loaded config, each piece once: the
     /// one builder, and so the one validator of those pieces, for start-up,
@@ -59,7 +73,7 @@ impl Live {
     /// and the address checked is the address used. ([`Config::load`] has
     /// checked the plain settings already.)
     pub fn build(config: Config) -> Result<Live, ConfigError> {
-        let upstream = config.upstream_addr()?;
+        let upstream = resolve_upstream(config.upstream_target()?)?;
         let p = &config.proxy;
         let mut peer = HttpPeer::new(upstream, p.upstream_tls, config.sni());
         peer.options.connection_timeout = Some(p.connect_timeout);
@@ -116,6 +130,9 @@ pub struct Shared {
     /// Open connections per listener, with their caps.
     pub proxy_conns: ConnLimit,
     pub admin_conns: ConnLimit,
+    /// Request body bytes held at once (`proxy.max_buffered_body_bytes`,
+    /// sized at start-up).
+    pub bodies: BodyBudget,
     reloads: [AtomicU64; 2],
     /// False until every service runs, and again once draining starts.
     ready: AtomicBool,
@@ -134,6 +151,7 @@ impl std::fmt::Debug for Shared {
 
 impl Shared {
     pub fn new(live: Live) -> Arc<Shared> {
+        let bodies = BodyBudget::new(live.config.proxy.max_buffered_body_bytes);
         Arc::new(Shared {
             id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
             live_version: AtomicU64::new(0),
@@ -143,6 +161,7 @@ impl Shared {
             live: ArcSwap::from_pointee(live),
             proxy_conns: ConnLimit::new(Listener::Proxy),
             admin_conns: ConnLimit::new(Listener::Admin),
+            bodies,
             reloads: Default::default(),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),

@@ -3,7 +3,8 @@
 //! against one long-lived registry with a small cap so registration, overflow
 //! and sweeping all happen.
 //!
-//! Properties: never panics; the extracted value is a sub-slice of the header,
+//! Properties: never panics; an ambiguous claim (a repeated tenant header)
+//! counts as `__invalid__`; the extracted value is a sub-slice of the header,
 //! Host or path it came from; a non-reserved slot's name is the trimmed,
 //! lower-cased value and passes validation; looking the same value up again
 //! gives the same slot; the registry never tracks more than its cap.
@@ -15,7 +16,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use pingora_http::RequestHeader;
 use statuswatch::config::Config;
-use statuswatch::tenant::{Registry, ResolverSpec};
+use statuswatch::tenant::{Claim, Registry, ResolverSpec};
 
 const CAP: usize = 16;
 
@@ -111,7 +112,17 @@ fuzz_target!(|input: Input| {
             let _ = req.insert_header(http::header::HOST, v);
         }
     }
-    if let Some(got) = spec.extract(&req) {
+    if let Some(claim) = spec.extract(&req) {
+        let got = match claim {
+            Claim::Value(v) => v,
+            Claim::Ambiguous => {
+                // only a repeated tenant header is ambiguous
+                assert!(req.headers.get_all(&spec.header).iter().count() > 1);
+                let r = reg.resolve(spec, &req, input.now);
+                assert_eq!(r, statuswatch::tenant::SlotRef::INVALID);
+                return;
+            }
+        };
         let from_header = req
             .headers
             .get(&spec.header)

@@ -24,6 +24,13 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be greater than zero"));
             }
         }
+        if p.max_buffered_body_bytes < 64 * 1024 {
+            // Below one request's reservation no body could ever be admitted.
+            return Err(ConfigError::invalid(
+                "proxy.max_buffered_body_bytes",
+                "must be at least 65536 (one request body's 64 KiB)",
+            ));
+        }
         if p.client_idle_timeout < Duration::from_secs(1) {
             // pingora keeps connections alive in whole seconds.
             return Err(ConfigError::invalid(
@@ -147,8 +154,10 @@ impl Config {
         })
     }
 
-    /// The upstream address, resolved now (names resolve at start-up and reload).
-    pub fn upstream_addr(&self) -> Result<SocketAddr, ConfigError> {
+    /// `proxy.upstream` checked as `host:port` text (no scheme, no path).
+    /// Resolving the name is not config's job: [`crate::state::Live::build`]
+    /// does it, once, so the address checked is the address used.
+    pub fn upstream_target(&self) -> Result<&str, ConfigError> {
         let up = self.proxy.upstream.trim();
         if up.is_empty() {
             return Err(ConfigError::invalid("proxy.upstream", "must not be empty"));
@@ -159,15 +168,7 @@ impl Config {
                 format!("expected host:port, got {up:?} (no scheme or path)"),
             ));
         }
-        let mut addrs = up.to_socket_addrs().map_err(|e| {
-            ConfigError::invalid(
-                "proxy.upstream",
-                format!("cannot resolve {up:?} as host:port: {e}"),
-            )
-        })?;
-        addrs.next().ok_or_else(|| {
-            ConfigError::invalid("proxy.upstream", format!("{up:?} resolves to no address"))
-        })
+        Ok(up)
     }
 
     /// The server name for upstream TLS: `proxy.sni`, else the upstream's host part.

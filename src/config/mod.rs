@@ -22,7 +22,7 @@ pub(crate) use load::read_small_file;
 pub use load::{Loaded, MAX_FILE_BYTES};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -138,6 +138,9 @@ pub struct ProxyConfig {
     /// Serve plain HTTP/1.1 requests on the direct path (`crate::forward`);
     /// `false` sends every request through pingora-proxy.
     pub direct_path: bool,
+    /// Request body bytes the direct path buffers at once, all connections
+    /// together; past it a request's body streams through pingora-proxy.
+    pub max_buffered_body_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -20,7 +20,8 @@ impl Config {
             threads,
             keepalive_pool_size,
             grace_period,
-            shutdown_timeout
+            shutdown_timeout,
+            max_buffered_body_bytes
         );
         if self.admin.listen != new.admin.listen {
             keys.push("admin.listen");

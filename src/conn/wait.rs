@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
-use super::ConnState;
+use super::counted::ConnState;
 use crate::limit::ConnLimit;
 
 /// Resolves once a started request head has not completed within `limit` of
 /// its first byte. Pending forever otherwise.
 ///
 /// Only for a `select!` that polls the connection's read first: that read is
-/// what notes a head's first byte (in [`super::Counted`]), and every wake-up of the
+/// what notes a head's first byte (in [`super::counted::Counted`]), and every wake-up of the
 /// connection task polls both, so this future needs no waker of its own until
 /// a head has started. It then sleeps on a timer; a head that arrives in one
 /// read (the usual case) never registers anything.

@@ -26,7 +26,8 @@
 //! A series without such a baseline (a new tenant, a fresh start, a tenant
 //! whose baseline has decayed away) is "cold": once its window alone holds
 //! `cold_min_requests` requests it is judged the same way with `p0 =
-//! max(the overall series' baseline share, floor)`, so a studio that fails
+//! max(the overall series' baseline share, floor, the upper bound of its
+//! partial baseline if it has one)`, so a studio that fails
 //! from its first request is alerted, while a low-volume one (whose share
 //! means little on its own) is not. A cold series keeps learning while it
 //! spikes, or it could never get a baseline of its own.

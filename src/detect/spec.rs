@@ -107,9 +107,14 @@ impl SignalSpec {
     /// `cold_min_requests` and there is a `reference` share to go on (for a
     /// tenant: the overall series' baseline share, or at a fresh start the
     /// overall window's share), the largest of what is known:
-    /// that reference, and the partial baseline the series has. Taking the
-    /// largest means a noisy partial baseline can only make a cold series
-    /// harder to fire. `None`: not judged.
+    /// that reference, and the partial baseline the series has, taken at its
+    /// upper bound ([`Self::baseline_bound`]) like a baseline of its own. A
+    /// partial baseline of a few requests is noisy, and worse, biased low
+    /// (Prometheus' `increase()` misses the first count of every new series,
+    /// one per pod): as a point estimate, a 30 % chronically failing tenant
+    /// whose first minute showed 1 of 18 looked like a spike. Taking the
+    /// largest means a partial baseline can only make a cold series harder
+    /// to fire. `None`: not judged.
     pub fn expected(
         &self,
         n: f64,
@@ -122,7 +127,7 @@ impl SignalSpec {
             return Some(self.expected_share(bound));
         }
         let reference = reference.filter(|_| n >= self.cold_min_requests as f64)?;
-        let partial = if base_requests > 0.0 { baseline } else { 0.0 };
+        let partial = if base_requests > 0.0 { bound } else { 0.0 };
         Some(self.expected_share(partial.max(reference)))
     }
 
@@ -420,9 +425,11 @@ mod tests {
         // no baseline of its own: a new studio failing 40 % of 60 requests
         assert!(s.judge(60.0, 24.0, 0.0, 0.0, Some(0.02)));
         assert!(
-            s.judge(60.0, 24.0, 5.0, 0.0, Some(0.001)),
+            s.judge(60.0, 24.0, 0.0, 0.0, Some(0.001)),
             "against the floor"
         );
+        // 5 healthy requests of partial baseline cannot rule out a 20 % share
+        assert!(!s.judge(60.0, 24.0, 5.0, 0.0, Some(0.001)));
         assert!(
             !s.judge(60.0, 24.0, 5.0, 0.4, Some(0.02)),
             "or its partial baseline"
@@ -436,12 +443,26 @@ mod tests {
         // a series with a baseline of its own ignores the reference
         let own = s.expected(60.0, 3600.0, 0.3, Some(0.01)).unwrap();
         assert!((own - 0.3).abs() < 0.02, "{own}");
-        // a partial baseline of its own counts too, when it is the larger
-        assert_eq!(s.expected(60.0, 40.0, 0.3, Some(0.05)), Some(0.3));
-        assert_eq!(s.expected(60.0, 10.0, 0.02, Some(0.05)), Some(0.05));
+        // a partial baseline of its own counts too, at its upper bound, when
+        // that is the larger
+        let bound = SignalSpec::baseline_bound(0.3, 40.0);
+        assert_eq!(s.expected(60.0, 40.0, 0.3, Some(0.05)), Some(bound));
+        assert!(bound > 0.39, "{bound}");
+        assert_eq!(s.expected(60.0, 50.0, 0.01, Some(0.05)), Some(0.05));
         assert_eq!(s.expected(60.0, 0.0, 0.0, Some(0.0)), Some(0.01));
         assert_eq!(s.expected(60.0, 10.0, 0.3, None), None);
         assert_eq!(s.expected(29.0, 10.0, 0.3, Some(0.05)), None);
+        // A chronically failing (30 %) 0.4 req/s tenant just after a fresh
+        // start (seen in a fleet replay): its one-window partial baseline saw
+        // 1 of 18, its window a good-for-it 14 of 30. The partial baseline as
+        // a point estimate (p0 = 0.057) made that a spike.
+        assert!(!s.judge(30.5, 14.2, 18.3, 1.04 / 18.3, Some(0.03)));
+        assert!(
+            s.judge(30.5, 14.2, 0.0, 0.0, Some(0.03)),
+            "no partial baseline: judged against the fleet"
+        );
+        // a newcomer whose partial baseline holds a few healthy requests is still alerted
+        assert!(s.judge(60.0, 24.0, 10.0, 0.0, Some(0.02)));
     }
 
     #[test]

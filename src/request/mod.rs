@@ -10,7 +10,9 @@
 //!    context before it has a session, so its first hook calls `begin`.
 //! 2. [`Core::admit`]: the tenant the request claims, and the requests the
 //!    proxy answers itself: `CONNECT` (405) and an HTTP/1.1 request without
-//!    exactly one `Host` (400, RFC 9112 §3.2).
+//!    exactly one `Host` (400, RFC 9112 §3.2); and, before any of a body is
+//!    read, its share of the body budget ([`crate::limit::BodyBudget`]),
+//!    waited for up to `proxy.read_timeout` (else 503).
 //! 3. [`Core::upstream_head`]: the forwarded headers on the copy sent
 //!    upstream ([`forwarded`]).
 //! 4. [`Core::upstream_answered`]: the upstream's status, and the tenant
@@ -37,6 +39,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
+use crate::limit::BodyTicket;
 use crate::record::Finished;
 use crate::state::Shared;
 use crate::status::Origin;
@@ -65,6 +68,8 @@ pub(crate) struct Ctx {
     upstream_status: Option<u16>,
     proxy_answered: bool,
     error_kind: Option<UpstreamErrorKind>,
+    /// What the request's body holds of the body budget, until it ends.
+    body: Option<BodyTicket>,
     // Held for its drop.
     _in_flight: InFlight,
 }
@@ -91,8 +96,24 @@ impl Ctx {
     }
 }
 
+/// The body a request head announces: `Some(0)` none, `Some(n)` a
+/// Content-Length, `None` a length not known up front (chunked). pingora's
+/// parser has refused a malformed or conflicting framing already.
+fn body_length(req: &RequestHeader) -> Option<u64> {
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return None;
+    }
+    Some(
+        req.headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+    )
+}
+
 /// Why the proxy answers a request itself instead of forwarding it.
-fn refusal(req: &RequestHeader) -> Option<u16> {
+pub(crate) fn refusal(req: &RequestHeader) -> Option<u16> {
     if req.method == http::Method::CONNECT {
         // A sidecar in front of one API does not tunnel.
         return Some(405);
@@ -125,6 +146,7 @@ impl Core {
             upstream_status: None,
             proxy_answered: false,
             error_kind: None,
+            body: None,
             _in_flight: InFlight(self.shared),
         }
     }
@@ -153,8 +175,26 @@ impl Core {
         ctx.tenant = self
             .shared
             .with_live(|live| self.shared.registry.resolve(&live.resolver, req, now));
-        let Some(code) = refusal(req) else {
-            return false;
+        let code = match refusal(req) {
+            Some(code) => code,
+            None => match body_length(req) {
+                Some(0) => return false,
+                len => {
+                    // Before any of the body is read (see limit::BodyBudget).
+                    let wait = self.shared.with_live(|l| l.config.proxy.read_timeout);
+                    ctx.body = self.shared.bodies.reserve(len, wait).await;
+                    if ctx.body.is_some() {
+                        return false;
+                    }
+                    // Not a warning: a flood would be one line per request
+                    // (each is counted: 503, origin proxy).
+                    tracing::debug!(
+                        waited = ?wait,
+                        "answered 503: no room in proxy.max_buffered_body_bytes for a request body in time"
+                    );
+                    503
+                }
+            },
         };
         ctx.proxy_answered = true;
         session.set_keepalive(None);

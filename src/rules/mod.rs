@@ -158,10 +158,11 @@ pub fn render(live: &Live, opts: &RulesOptions) -> Result<String, RulesError> {
 #          whose baseline held >= min_requests (\"frozen\"); while such a spike
 #          lasts the baseline holds its value, so a long incident keeps
 #          alerting (up to relearn_after, then the baseline learns again)
-#   p0     max(B, floor) when N >= max(min_requests, n) (the series' own
-#          baseline); otherwise (\"cold\": a new tenant, a fresh start, far
-#          above its usual volume), once n >= cold_min_requests, the largest of
-#          B, the overall baseline share and floor
+#   p0     max(B + sqrt(B(1-B)/N) + 1/N, floor) when N >= max(min_requests, n)
+#          (the series' own baseline, at its upper bound); otherwise (\"cold\":
+#          a new tenant, a fresh start, far above its usual volume), once
+#          n >= cold_min_requests, the largest of that bound (when N > 0), the
+#          overall baseline share (once it has a complete window) and floor
 #   S      n * KL(k/n || p0) = k ln(k/(n p0)) + (n-k) ln((n-k)/(n (1-p0))), the
 #          Chernoff bound P(>= k events | n, p0) <= exp(-S)
 #   spike  S >= ln(1/significance) and k/n >= factor * p0 and k >= min_events

@@ -17,7 +17,7 @@
 //!
 //! A tenant without a baseline of its own (fewer than max(min_requests, n)
 //! requests: new tenant, fresh start, idle longer than the span) is judged
-//! against the larger of its partial baseline and the overall baseline share
+//! against the larger of its partial baseline (at its upper bound) and the overall baseline share
 //! once its window holds `cold_min_requests` (see [`SignalSpec::expected`]).
 
 use std::time::Duration;
@@ -256,15 +256,21 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             );
             let bound = format!("{own} + sqrt({own} * (1 - {own}) / {nb}) + 1 / {nb}");
             // A cold tenant is judged against the largest of its partial
-            // baseline and the overall baseline share (at a fresh start: the
-            // overall window's share); a cold overall series is not judged,
-            // there is nothing to compare it with.
+            // baseline, at the same upper bound, and the overall baseline
+            // share; a cold overall series is not judged, there is nothing to
+            // compare it with. Unlike in process, not before the overall
+            // baseline has a complete window: just after Prometheus or the
+            // fleet starts, every series is new and increase() misses each
+            // one's first count, the 5xx series (sparse, one per tenant and
+            // pod) most, so the overall window's share reads low (1.6 % for a
+            // true ~3 % in a replay) and a 30 % tenant's window looked like a spike.
+            let partial = format!("({bs} + sqrt({bs} * (1 - {bs}) / {nb}) + 1 / {nb})");
             let cold = if lvl == "tenant" {
                 let reference = format!(
-                    "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} or job:statuswatch_signal_events:ratio{w}{m}))"
+                    "(0 * {ev} + ignoring ({TEN}) group_left () job:statuswatch_signal_baseline:ratio{m})"
                 );
                 format!(
-                    "\n  or\n    (\n      clamp(({bs} >= {reference}) or {reference}, {floor}, {p0max})\n      and ({n} >= {})\n    )",
+                    "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ({n} >= {})\n    )",
                     spec.cold_min_requests
                 )
             } else {

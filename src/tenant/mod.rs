@@ -6,12 +6,14 @@
 //!   a claim into counters, folding invalid and over-the-cap tenants into the
 //!   reserved labels below;
 //! * `recent`: a per-thread memo in front of the registry's shared map;
+//! * `slot`: the slot reference both of them hold;
 //! * [`redact`](mod@redact): what of an API key may appear in a log line.
 
 mod recent;
 pub mod redact;
 pub mod registry;
 pub mod resolve;
+mod slot;
 
 pub use redact::redact;
 pub use registry::{Registry, SlotRef, TenantSlot};

@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::hash::BuildHasher;
 
-use super::registry::SlotRef;
+use super::slot::SlotRef;
 
 /// Entries per thread (direct-mapped). 64 × 48 bytes: 3 KiB per thread.
 const ENTRIES: usize = 64;

@@ -18,28 +18,12 @@ use pingora::http::RequestHeader;
 
 use super::recent;
 use super::resolve::{normalize, Claim, Normalized, ResolverSpec, MAX_LENGTH_CEILING};
+pub use super::slot::SlotRef;
+use super::slot::RESERVED;
 use super::{INVALID, NONE, OVERFLOW};
 use crate::config::MAX_TENANTS_CEILING;
 use crate::tally::Counters;
 
-/// A reference to a tenant slot: index plus the generation it was handed out in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SlotRef {
-    pub idx: u32,
-    pub gen: u32,
-}
-
-impl SlotRef {
-    pub const NONE: SlotRef = SlotRef { idx: 0, gen: 0 };
-    pub const INVALID: SlotRef = SlotRef { idx: 1, gen: 0 };
-    pub const OVERFLOW: SlotRef = SlotRef { idx: 2, gen: 0 };
-
-    pub fn is_reserved(self) -> bool {
-        self.idx < RESERVED as u32
-    }
-}
-
-const RESERVED: usize = 3;
 pub(super) const RESERVED_NAMES: [&str; RESERVED] = [NONE, INVALID, OVERFLOW];
 const CHUNK: usize = 256;
 

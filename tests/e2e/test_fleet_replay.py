@@ -231,6 +231,38 @@ class Load:
             t.join(timeout=5)
 
 
+# The inputs of the spike decision, in the order the rules build them (see the
+# rules file's header): printed for every false alert, so a failure says why.
+EXPLAIN = [
+    ("n", "{scope}:statuswatch_signal_window_requests:increase1m"),
+    ("k", "{scope}:statuswatch_signal_events:increase1m"),
+    ("N", "{scope}:statuswatch_signal_window_baseline_requests:sum1h"),
+    ("B", "{scope}:statuswatch_signal_window_baseline:ratio"),
+    ("p0", "{scope}:statuswatch_signal_expected:ratio"),
+    ("S", "{scope}:statuswatch_signal:surprise1m"),
+    ("Nall", "{scope}:statuswatch_signal_baseline_requests:sum1h"),
+    ("Eall", "{scope}:statuswatch_signal_baseline_events:sum1h"),
+]
+
+
+def explain(prom, fleet, tenant, signal, wall, before=90, after=5):
+    """Print the decision's inputs for one series from `before` s before `wall` on."""
+    scope = "tenant" if tenant else "job"
+    sel = f'cluster="{fleet}",signal="{signal}"' + (f',tenant="{tenant}"' if tenant else "")
+    series = {}
+    for name, rec in EXPLAIN:
+        r = prom.try_api("/api/v1/query_range", query=f"{rec.format(scope=scope)}{{{sel}}}",
+                         start=f"{wall - before:.3f}", end=f"{wall + after:.3f}", step="1")
+        res = r.get("data", {}).get("result") or [] if r.get("status") == "success" else []
+        series[name] = {float(ts): float(v) for ts, v in (res[0]["values"] if res else [])}
+    stamps = sorted({ts for vals in series.values() for ts in vals})
+    print(f"    inputs for {sel} (t relative to the alert; blank = absent):")
+    print("    " + f"{'t':>6} " + " ".join(f"{name:>9}" for name, _ in EXPLAIN))
+    for ts in stamps[::3]:
+        print("    " + f"{ts - wall:6.0f} " + " ".join(
+            f"{series[name][ts]:9.3f}" if ts in series[name] else f"{'':>9}" for name, _ in EXPLAIN))
+
+
 class Watch:
     """Polls Prometheus every second: firing alerts and in-process spikes, as onsets."""
 
@@ -239,6 +271,7 @@ class Watch:
         self.onsets = []   # (t, fleet, kind, name, tenant, labels)
         self.active = set()
         self.history = []  # (t, active set) at every poll
+        self.wall = {}     # onset t -> wall clock (for range queries)
         self.stop_ev = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.errors = 0
@@ -252,6 +285,7 @@ class Watch:
     def _loop(self):
         while not self.stop_ev.is_set():
             t = time.monotonic()
+            wall = time.time()
             now = set()
             alerts = self.query('ALERTS{alertstate="firing"}')
             spikes = self.query("statuswatch_spike_active == 1")
@@ -266,6 +300,7 @@ class Watch:
                 for key in now - self.active:
                     fleet, kind, name, tenant, extra = key
                     self.onsets.append((t, fleet, kind, name, tenant, extra))
+                    self.wall[t] = wall
                 self.active = now
                 self.history.append((t, now))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
@@ -412,7 +447,7 @@ def run():
                     ok = any(onset[n] <= t <= ends[n] + SETTLE and explains(n, kind, what, tenant)
                              for n, _, _, _ in INCIDENTS)
                     if not ok:
-                        res["false"].append((round(t - t0), what, tenant, extra))
+                        res["false"].append((round(t - t0), what, tenant, extra, watch.wall.get(t)))
 
         # ---- report -------------------------------------------------------------------
         print()
@@ -435,6 +470,9 @@ def run():
             for kind in ("alert", "spike"):
                 for fa in results[(f, kind)]["false"]:
                     print(f"  false {kind} in fleet {f}: t={fa[0]}s {fa[1]} tenant={fa[2]} {fa[3]}")
+                    if kind == "alert" and fa[4] is not None:
+                        labels = json.loads(fa[3])
+                        explain(prom, f, labels.get("tenant"), labels.get("signal", "5xx"), fa[4])
         print()
         for f in FLEETS:
             for name, _, _, desc in INCIDENTS:
