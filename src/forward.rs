@@ -62,14 +62,14 @@ use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
 
 use crate::conn::Direct;
-use crate::request::{outcome, Core, Ctx};
+use crate::request::{content_length, outcome, Core, Ctx};
 use crate::state::Live;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// The largest request body the direct path buffers (for a retry to replay
-/// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy,
-/// (its bytes, like every request body's, are first admitted by the
-/// request core's body budget, `proxy.max_buffered_body_bytes`).
+/// it, as pingora-proxy's retry buffer does); larger ones go to pingora-proxy.
+/// Either way its bytes are first admitted by the request core's body
+/// budget (`proxy.max_buffered_body_bytes`).
 pub(crate) const MAX_BODY: u64 = 64 * 1024;
 
 /// Request fields pingora-proxy strips as hop-by-hop or handles specially;
@@ -107,10 +107,7 @@ pub(crate) fn is_plain(req: &RequestHeader) -> bool {
             }
         } else if name == header::CONTENT_LENGTH {
             lengths += 1;
-            let len = std::str::from_utf8(value.as_bytes())
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if len.is_none_or(|l| l > MAX_BODY) {
+            if content_length(value.as_bytes()).is_none_or(|l| l > MAX_BODY) {
                 return false;
             }
         } else if name == header::CONNECTION {

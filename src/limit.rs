@@ -1,9 +1,10 @@
 //! Connection caps per listener: how many client connections are open, the
 //! cap they may not pass, how many were refused past it and how many were
 //! closed for a late request head; and the process-wide budget of request
-//! body bytes the direct path may hold at once ([`BodyBudget`]). Its own module because the proxy's
-//! connection loop (`conn`), the admin listener (`admin`), the shared state
-//! and the exposition all use it, and it needs none of them.
+//! body bytes held at once, both request paths together ([`BodyBudget`]).
+//! Its own module because the proxy's connection loop (`conn`), the admin
+//! listener (`admin`), the shared state and the exposition all use it, and
+//! it needs none of them.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;

@@ -106,10 +106,14 @@ fn body_length(req: &RequestHeader) -> Option<u64> {
     Some(
         req.headers
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.trim().parse().ok())
+            .and_then(|v| content_length(v.as_bytes()))
             .unwrap_or(0),
     )
+}
+
+/// One `Content-Length` value as a number (surrounding spaces allowed).
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
 /// Why the proxy answers a request itself instead of forwarding it.

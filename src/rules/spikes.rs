@@ -254,7 +254,8 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
                 "({bs} and ({nb} >= {}) and ({nb} >= {n}))",
                 spec.min_requests
             );
-            let bound = format!("{own} + sqrt({own} * (1 - {own}) / {nb}) + 1 / {nb}");
+            let upper = |b: &str| format!("{b} + sqrt({b} * (1 - {b}) / {nb}) + 1 / {nb}");
+            let bound = upper(&own);
             // A cold tenant is judged against the largest of its partial
             // baseline, at the same upper bound, and the overall baseline
             // share; a cold overall series is not judged, there is nothing to
@@ -264,7 +265,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             // one's first count, the 5xx series (sparse, one per tenant and
             // pod) most, so the overall window's share reads low (1.6 % for a
             // true ~3 % in a replay) and a 30 % tenant's window looked like a spike.
-            let partial = format!("({bs} + sqrt({bs} * (1 - {bs}) / {nb}) + 1 / {nb})");
+            let partial = format!("({})", upper(&bs));
             let cold = if lvl == "tenant" {
                 let reference = format!(
                     "(0 * {ev} + ignoring ({TEN}) group_left () job:statuswatch_signal_baseline:ratio{m})"
