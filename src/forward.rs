@@ -38,6 +38,10 @@
 //!   (`read_body_or_idle`), so a client that leaves is noticed at once.
 //! - pingora-core `connectors/mod.rs`, `test_reusable_stream`: the check
 //!   [`idle_and_open`] repeats before a held connection is reused.
+//! - pingora-core `protocols/http/v1/client.rs`, `get_keepalive_values`:
+//!   the `Keep-Alive: timeout=` parse [`announced_idle`] repeats, because
+//!   `reuse` drops the value it parsed (the pool then uses the peer's
+//!   timeout only).
 //! - `lib.rs`, the retry loop with the default `error_while_proxy`: up to
 //!   `max_retries` tries; an idempotent request is retried after a failure on
 //!   a reused connection (`RetryType::ReusedOnly`), or when the connector
@@ -47,7 +51,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -188,10 +192,12 @@ impl Forwarder {
             match self.one_try(session, &mut up, body.as_deref(), ctx).await {
                 Ok(()) => {
                     up.respect_keepalive();
+                    let announced = up.resp_header().and_then(announced_idle);
                     if let Some(stream) = up.reuse().await {
                         *held = Some(Pinned {
                             stream,
                             since: ctx.start(),
+                            announced,
                             live,
                         });
                     }
@@ -213,11 +219,13 @@ impl Forwarder {
         }
     }
 
-    /// Back to the shared pool, under the peer it was made for.
+    /// Back to the shared pool, under the peer it was made for, for no
+    /// longer than the upstream said it keeps the connection.
     fn release(&self, p: Pinned) {
         let peer = &p.live.peer;
+        let idle = p.max_idle();
         self.transport
-            .release_stream(p.stream, peer.reuse_hash(), peer.idle_timeout());
+            .release_stream(p.stream, peer.reuse_hash(), idle);
     }
 
     /// One request and its response over one upstream connection.
@@ -351,6 +359,9 @@ pub(crate) struct Pinned {
     stream: Stream,
     /// When the request that last used it started.
     since: Instant,
+    /// How long the upstream said it keeps the connection idle, less a
+    /// margin ([`announced_idle`]).
+    announced: Option<Duration>,
     /// The config (so the peer) it was made under.
     live: Arc<Live>,
 }
@@ -363,11 +374,49 @@ impl Pinned {
             return None;
         }
         let idle = now.saturating_duration_since(self.since);
-        if self.live.peer.idle_timeout().is_some_and(|t| idle > t) {
+        if self.max_idle().is_some_and(|t| idle > t) {
             return None;
         }
         idle_and_open(&mut self.stream).then_some(self.stream)
     }
+
+    /// The idle time after which the connection is not reused: the
+    /// peer's `idle_timeout` (`proxy.idle_timeout`) or what the upstream
+    /// announced, whichever is shorter.
+    fn max_idle(&self) -> Option<Duration> {
+        match (self.live.peer.idle_timeout(), self.announced) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// How long an upstream keeps an idle connection open, from its response's
+/// `Keep-Alive: timeout=N` (Node.js sends `timeout=5` and closes after 5 s),
+/// less a margin of a second (half of it below 2 s) for the time the
+/// response took and the clocks' grain.
+///
+/// # Why
+/// A connection the upstream closes while a request is on its way there
+/// fails that request; for a non-idempotent one nothing may retry it. The
+/// liveness check before reuse only sees a close that already arrived, so
+/// the announced timeout is the only way to stay out of that race.
+/// pingora-core's `HttpSession::respect_keepalive` (0.9.1) parses the same
+/// value but `reuse` drops it and the pool uses the peer's timeout only
+/// (re-check on upgrade). `timeout=0` or none: nothing announced.
+fn announced_idle(resp: &ResponseHeader) -> Option<Duration> {
+    let value = resp.headers.get("keep-alive")?.to_str().ok()?;
+    let secs: u64 = value.split(',').find_map(|param| {
+        let (k, v) = param.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("timeout")
+            .then(|| v.trim().parse().ok())?
+    })?;
+    if secs == 0 {
+        return None;
+    }
+    let t = Duration::from_secs(secs);
+    Some(t - Duration::from_secs(1).min(t / 2))
 }
 
 /// Whether an idle upstream connection has nothing to read: the peer has
@@ -526,5 +575,29 @@ mod tests {
         r.insert_header("content-length", "3").expect("cl");
         reframe(&mut r, false, false).expect("reframe");
         assert!(r.headers.get("transfer-encoding").is_none());
+    }
+
+    #[test]
+    fn the_upstreams_announced_idle_timeout_less_a_margin() {
+        let announced = |v: Option<&str>| {
+            let mut r = ResponseHeader::build(200, None).expect("response");
+            if let Some(v) = v {
+                r.insert_header("keep-alive", v).expect("keep-alive");
+            }
+            announced_idle(&r)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(announced(Some("timeout=5")), Some(s(4)), "Node.js");
+        assert_eq!(announced(Some("max=100, Timeout = 60")), Some(s(59)));
+        assert_eq!(
+            announced(Some("timeout=1")),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(announced(Some("timeout=0")), None);
+        assert_eq!(announced(Some("timeout=-1")), None);
+        assert_eq!(announced(Some("timeout=5s")), None);
+        assert_eq!(announced(Some("max=5")), None);
+        assert_eq!(announced(Some("timeout")), None);
+        assert_eq!(announced(None), None);
     }
 }

@@ -86,8 +86,9 @@ enum Command {
         /// Base URL of the runbooks; each alert links to BASE#runbook-<alertname lower-cased>.
         #[arg(long, default_value = statuswatch::rules::DEFAULT_RUNBOOK_BASE_URL)]
         runbook_base_url: String,
-        /// `for:` of the spike alerts (humantime, e.g. 10s).
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        /// `for:` of the spike alerts (humantime, e.g. 30s; default none: the
+        /// decision is already a significance test over the whole window).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         spike_for: Duration,
         /// Regex of the scrape job name(s) of the sidecars (health alerts).
         #[arg(long, default_value = "statuswatch")]

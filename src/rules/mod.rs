@@ -85,7 +85,12 @@ pub struct RulesOptions {
     pub slo: f64,
     /// Base of every `runbook_url` annotation.
     pub runbook_base_url: String,
-    /// `for:` of the spike alerts (the decision already spans the window).
+    /// `for:` of the spike alerts; zero (the default) writes none. The
+    /// decision is already a test at `significance` over the whole window
+    /// with an effect size and a minimum count, and consecutive evaluations
+    /// read overlapping windows, so a `for:` adds latency (one evaluation
+    /// interval in production), not protection; `keep_firing_for` is what
+    /// stops flapping.
     pub spike_for: Duration,
     /// Regex of the scrape job(s) of the sidecars, for the health alerts.
     pub job_regex: String,
@@ -96,7 +101,7 @@ impl Default for RulesOptions {
         RulesOptions {
             slo: 0.999,
             runbook_base_url: DEFAULT_RUNBOOK_BASE_URL.to_string(),
-            spike_for: Duration::from_secs(10),
+            spike_for: Duration::ZERO,
             job_regex: "statuswatch".to_string(),
         }
     }
@@ -162,10 +167,13 @@ pub fn render(live: &Live, opts: &RulesOptions) -> Result<String, RulesError> {
 #          (the series' own baseline, at its upper bound); otherwise (\"cold\":
 #          a new tenant, a fresh start, far above its usual volume), once
 #          n >= cold_min_requests, the largest of that bound (when N > 0), the
-#          overall baseline share (once it has a complete window) and floor
+#          overall baseline share (once the overall series is not cold) and floor
 #   S      n * KL(k/n || p0) = k ln(k/(n p0)) + (n-k) ln((n-k)/(n (1-p0))), the
 #          Chernoff bound P(>= k events | n, p0) <= exp(-S)
 #   spike  S >= ln(1/significance) and k/n >= factor * p0 and k >= min_events
+#   alert  from the first evaluation that decides a spike (plus --spike-for;
+#          the test already spans the window), kept firing clear_after after
+#          the last one (keep_firing_for), so it neither flaps nor waits
 #
 # SLO of the burn-rate alerts: {slo_pct} % of responses are not 5xx (error budget
 # {budget}), per tenant and overall, proxy-generated 502/504 included. Multi-window,
@@ -312,6 +320,47 @@ mod tests {
         assert!(out.contains(
             "tenant:statuswatch_signal_events:increase1m_offset1m{signal=\\\"5xx\\\"}[270s]"
         ));
+    }
+
+    /// The `for:` lines right after a spike alert's `expr`, in file order.
+    fn spike_alert_for(out: &str) -> Vec<Option<String>> {
+        let lines: Vec<&str> = out.lines().collect();
+        lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("- alert: ") && l.ends_with("Spike"))
+            .map(|(i, _)| {
+                lines[i + 1..]
+                    .iter()
+                    .take_while(|l| !l.contains("- alert: ") && !l.contains("- record: "))
+                    .find_map(|l| l.trim().strip_prefix("for: ").map(str::to_string))
+            })
+            .collect()
+    }
+
+    /// By default a spike alert fires at the first evaluation that decides
+    /// a spike (no `for:`, which would only add an evaluation interval of
+    /// latency); `--spike-for` still adds one to every spike alert, and
+    /// never to the health or burn-rate alerts, whose `for:` is their own.
+    #[test]
+    fn spike_alerts_have_no_for_unless_asked() {
+        let out = rules(defaults(), &RulesOptions::default()).unwrap();
+        let fors = spike_alert_for(&out);
+        assert_eq!(fors.len(), 4, "two signals x tenant and overall");
+        assert!(fors.iter().all(Option::is_none), "{fors:?}");
+        assert!(out.contains("--spike-for 0s"));
+        let out = rules(
+            defaults(),
+            &RulesOptions {
+                spike_for: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let fors = spike_alert_for(&out);
+        assert_eq!(fors, vec![Some("30s".to_string()); 4]);
+        assert_eq!(out.matches("for: 30s").count(), 4, "only the spike alerts");
+        assert!(out.contains("for: 15m"), "burn-rate alerts keep theirs");
     }
 
     #[test]

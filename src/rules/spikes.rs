@@ -18,7 +18,8 @@
 //! A tenant without a baseline of its own (fewer than max(min_requests, n)
 //! requests: new tenant, fresh start, idle longer than the span) is judged
 //! against the larger of its partial baseline (at its upper bound) and the overall baseline share
-//! once its window holds `cold_min_requests` (see [`SignalSpec::expected`]).
+//! once its window holds `cold_min_requests` (see [`SignalSpec::expected`]),
+//! and only once the overall series is itself not cold.
 
 use std::time::Duration;
 
@@ -259,16 +260,24 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             // A cold tenant is judged against the largest of its partial
             // baseline, at the same upper bound, and the overall baseline
             // share; a cold overall series is not judged, there is nothing to
-            // compare it with. Unlike in process, not before the overall
-            // baseline has a complete window: just after Prometheus or the
+            // compare it with. Unlike in process, only once the overall
+            // series is itself no longer cold (its baseline holds at least
+            // its window's requests, N >= n): just after Prometheus or the
             // fleet starts, every series is new and increase() misses each
             // one's first count, the 5xx series (sparse, one per tenant and
-            // pod) most, so the overall window's share reads low (1.6 % for a
-            // true ~3 % in a replay) and a 30 % tenant's window looked like a spike.
+            // pod) most, so the overall share reads low (1.6 % for a true
+            // ~3 % in a replay), and a first baseline window holding only
+            // the traffic's first seconds gives a low-volume tenant no
+            // partial baseline at all: a chronically failing 30 % tenant
+            // then looked like a spike (a one-to-one match drops the
+            // ignored `signal`, hence `and ignoring`). By the time the overall baseline
+            // holds a whole window, so does every tenant's partial one.
             let partial = format!("({})", upper(&bs));
             let cold = if lvl == "tenant" {
                 let reference = format!(
-                    "(0 * {ev} + ignoring ({TEN}) group_left () job:statuswatch_signal_baseline:ratio{m})"
+                    "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} and ignoring ({SIG}) ({jb}{m} >= ignoring ({SIG}) {jn})))",
+                    jb = c.base_requests("job"),
+                    jn = c.requests("job"),
                 );
                 format!(
                     "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ({n} >= {})\n    )",

@@ -187,6 +187,13 @@ fn serve(conn: TcpStream) {
             let mut msg = head.into_bytes();
             msg.extend_from_slice(body);
             w.write_all(&msg).and_then(|_| w.flush())
+        } else if let Some(secs) = path.strip_prefix("/keepalive/") {
+            // Announces how long it keeps the idle connection (as Node.js
+            // does, `timeout=5`), but never closes it itself.
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nKeep-Alive: timeout={secs}\r\nContent-Length: 2\r\n\r\nok"
+            );
+            w.write_all(head.as_bytes()).and_then(|_| w.flush())
         } else if let Some(ms) = path.strip_prefix("/slow/") {
             thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
             respond(&mut w, 200, b"slow")
