@@ -261,23 +261,22 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
             // baseline, at the same upper bound, and the overall baseline
             // share; a cold overall series is not judged, there is nothing to
             // compare it with. Unlike in process, only once the overall
-            // series is itself no longer cold (its baseline holds at least
-            // its window's requests, N >= n): just after Prometheus or the
-            // fleet starts, every series is new and increase() misses each
-            // one's first count, the 5xx series (sparse, one per tenant and
-            // pod) most, so the overall share reads low (1.6 % for a true
-            // ~3 % in a replay), and a first baseline window holding only
-            // the traffic's first seconds gives a low-volume tenant no
-            // partial baseline at all: a chronically failing 30 % tenant
-            // then looked like a spike (a one-to-one match drops the
-            // ignored `signal`, hence `and ignoring`). By the time the overall baseline
-            // holds a whole window, so does every tenant's partial one.
+            // series is itself no longer cold: once it has a p0 of its own
+            // (the job level, computed just above, has no cold branch, so
+            // its expected ratio exists exactly when N >= max(min_requests,
+            // n)). Just after Prometheus or the fleet starts, every series
+            // is new and increase() misses each one's first count, the 5xx
+            // series (sparse, one per tenant and pod) most, so the overall
+            // share reads low (1.6 % for a true ~3 % in a replay), and a
+            // first baseline window holding only the traffic's first seconds
+            // gives a low-volume tenant no partial baseline at all: a
+            // chronically failing 30 % tenant then looked like a spike. By
+            // the time the overall baseline holds a whole window, so does
+            // every tenant's partial one.
             let partial = format!("({})", upper(&bs));
             let cold = if lvl == "tenant" {
                 let reference = format!(
-                    "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} and ignoring ({SIG}) ({jb}{m} >= ignoring ({SIG}) {jn})))",
-                    jb = c.base_requests("job"),
-                    jn = c.requests("job"),
+                    "(0 * {ev} + ignoring ({TEN}) group_left () (job:statuswatch_signal_baseline:ratio{m} and job:statuswatch_signal_expected:ratio{m}))"
                 );
                 format!(
                     "\n  or\n    (\n      clamp(({partial} >= {reference}) or {reference}, {floor}, {p0max})\n      and ({n} >= {})\n    )",
