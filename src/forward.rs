@@ -38,14 +38,15 @@
 //!   (`read_body_or_idle`), so a client that leaves is noticed at once.
 //! - pingora-core `connectors/mod.rs`, `test_reusable_stream`: the check
 //!   [`idle_and_open`] repeats before a held connection is reused.
-//! - pingora-core `protocols/http/v1/client.rs`, `get_keepalive_values`:
-//!   the `Keep-Alive: timeout=` parse [`announced_idle`] repeats, because
-//!   `reuse` drops the value it parsed (the pool then uses the peer's
-//!   timeout only).
 //! - `lib.rs`, the retry loop with the default `error_while_proxy`: up to
 //!   `max_retries` tries; an idempotent request is retried after a failure on
 //!   a reused connection (`RetryType::ReusedOnly`), or when the connector
 //!   marks the error retryable.
+//!
+//! Ours, not pingora's: a non-idempotent request that failed on a reused
+//! connection is retried when none of it reached the upstream
+//! ([`never_arrived`]), and a retry after a failure on a reused connection
+//! opens a new one instead of taking another from the pool.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +65,7 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
+use pingora::ErrorSource;
 
 use crate::conn::Direct;
 use crate::request::{content_length, outcome, Core, Ctx};
@@ -170,47 +172,58 @@ impl Forwarder {
         let peer = &live.peer;
         let body = read_body(session).await?;
         let mut tries = 0;
+        // After a failure on a reused connection the retry opens a new one:
+        // the upstream may well have closed its other idle ones too.
+        let mut fresh = false;
         loop {
             tries += 1;
             let pinned = held.take().and_then(|p| p.take(&live, ctx.start(), self));
-            let (stream, reused) = match pinned {
-                Some(stream) => (stream, true),
-                None => match self.transport.get_stream(peer).await {
-                    Ok(s) => s,
-                    Err(mut e) => {
-                        e.retry.decide_reuse(false);
-                        if e.retry() && tries < self.max_tries {
-                            continue;
-                        }
-                        return Err(e.into_up());
+            let got = match pinned {
+                Some(stream) => Ok((stream, true)),
+                None if fresh => self.transport.new_stream(peer).await.map(|s| (s, false)),
+                None => self.transport.get_stream(peer).await,
+            };
+            let (stream, reused) = match got {
+                Ok(s) => s,
+                Err(mut e) => {
+                    e.retry.decide_reuse(false);
+                    if e.retry() && tries < self.max_tries {
+                        continue;
                     }
-                },
+                    return Err(e.into_up());
+                }
             };
             let mut up = Upstream::new_with_options(stream, peer);
             up.read_timeout = peer.options.read_timeout;
             up.write_timeout = peer.options.write_timeout;
+            let idempotent = session.req_header().method.is_idempotent();
+            // Only where it decides something: one getsockopt.
+            let acked = (reused && !idempotent).then(|| bytes_acked(&up)).flatten();
             match self.one_try(session, &mut up, body.as_deref(), ctx).await {
                 Ok(()) => {
                     up.respect_keepalive();
-                    let announced = up.resp_header().and_then(announced_idle);
                     if let Some(stream) = up.reuse().await {
                         *held = Some(Pinned {
                             stream,
                             since: ctx.start(),
-                            announced,
                             live,
                         });
                     }
                     return Ok(());
                 }
                 Err(mut e) => {
-                    // pingora-proxy's default `error_while_proxy`.
-                    if session.req_header().method.is_idempotent() {
+                    if idempotent {
+                        // pingora-proxy's default `error_while_proxy`.
                         e.retry.decide_reuse(reused);
                     } else {
-                        e.set_retry(false);
+                        let unsent = acked.is_some_and(|before| {
+                            e.esource() == &ErrorSource::Upstream
+                                && never_arrived(before, bytes_acked(&up))
+                        });
+                        e.set_retry(unsent);
                     }
                     if e.retry() && session.response_written().is_none() && tries < self.max_tries {
+                        fresh = reused;
                         continue;
                     }
                     return Err(e);
@@ -350,7 +363,7 @@ async fn read_body(session: &mut ServerSession) -> Result<Option<Bytes>> {
 /// # What keeps it as safe as the pool
 /// Before reuse the connection gets the pool's own liveness check (one read
 /// that must find nothing: no close, no stray bytes), and one idle longer
-/// than the peer's `idle_timeout` is closed, as the pool would have. After a
+/// than the pool would keep it ([`Pinned::max_idle`]) is closed. After a
 /// reload to another peer it goes to the pool under its own peer. A client
 /// connection that ends, or moves to pingora-proxy, gives it to the pool.
 /// At most one is held per client connection, so `proxy.max_connections`
@@ -359,9 +372,6 @@ pub(crate) struct Pinned {
     stream: Stream,
     /// When the request that last used it started.
     since: Instant,
-    /// How long the upstream said it keeps the connection idle, less a
-    /// margin ([`announced_idle`]).
-    announced: Option<Duration>,
     /// The config (so the peer) it was made under.
     live: Arc<Live>,
 }
@@ -382,41 +392,38 @@ impl Pinned {
 
     /// The idle time after which the connection is not reused: the
     /// peer's `idle_timeout` (`proxy.idle_timeout`) or what the upstream
-    /// announced, whichever is shorter.
+    /// announced ([`crate::keepalive`]), whichever is shorter.
     fn max_idle(&self) -> Option<Duration> {
-        match (self.live.peer.idle_timeout(), self.announced) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.live.upstream_idle.limit(self.live.peer.idle_timeout())
     }
 }
 
-/// How long an upstream keeps an idle connection open, from its response's
-/// `Keep-Alive: timeout=N` (Node.js sends `timeout=5` and closes after 5 s),
-/// less a margin of a second (half of it below 2 s) for the time the
-/// response took and the clocks' grain.
+/// How many bytes the upstream's TCP stack has acknowledged on this
+/// connection (Linux `TCP_INFO`), if the kernel says.
+fn bytes_acked(up: &Upstream) -> Option<u64> {
+    let info = up.digest().socket_digest.as_ref()?.tcp_info()?;
+    Some(info.tcpi_bytes_acked)
+}
+
+/// Whether none of a failed request reached the upstream, so sending it
+/// again on a fresh connection cannot repeat it: the connection's
+/// acknowledged bytes did not move from `before` (read just before the
+/// request was written) to `after` (read after the failure).
 ///
-/// # Why
-/// A connection the upstream closes while a request is on its way there
-/// fails that request; for a non-idempotent one nothing may retry it. The
-/// liveness check before reuse only sees a close that already arrived, so
-/// the announced timeout is the only way to stay out of that race.
-/// pingora-core's `HttpSession::respect_keepalive` (0.9.1) parses the same
-/// value but `reuse` drops it and the pool uses the peer's timeout only
-/// (re-check on upgrade). `timeout=0` or none: nothing announced.
-fn announced_idle(resp: &ResponseHeader) -> Option<Duration> {
-    let value = resp.headers.get("keep-alive")?.to_str().ok()?;
-    let secs: u64 = value.split(',').find_map(|param| {
-        let (k, v) = param.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("timeout")
-            .then(|| v.trim().parse().ok())?
-    })?;
-    if secs == 0 {
-        return None;
-    }
-    let t = Duration::from_secs(secs);
-    Some(t - Duration::from_secs(1).min(t / 2))
+/// # Why this is the test
+/// A reused connection fails a request mostly because the upstream closed
+/// it while the request was on its way: the liveness check before reuse
+/// only sees a close that already arrived, and [`crate::keepalive`] only
+/// narrows the race. A socket the upstream has closed answers data with a
+/// reset and acknowledges none of it; one still open acknowledges what
+/// arrives whether or not the server has read it, and any segment the
+/// server sends after reading it (response, FIN) carries that
+/// acknowledgement. So an unmoved count means no byte of the request got
+/// into an open socket there, and a non-idempotent request can be retried
+/// (issue 25); pingora-proxy's default `error_while_proxy` never retries
+/// one. Anything unknown (no `TCP_INFO`, not TCP) is "it may have arrived".
+fn never_arrived(before: u64, after: Option<u64>) -> bool {
+    after == Some(before)
 }
 
 /// Whether an idle upstream connection has nothing to read: the peer has
@@ -577,27 +584,76 @@ mod tests {
         assert!(r.headers.get("transfer-encoding").is_none());
     }
 
-    #[test]
-    fn the_upstreams_announced_idle_timeout_less_a_margin() {
-        let announced = |v: Option<&str>| {
-            let mut r = ResponseHeader::build(200, None).expect("response");
-            if let Some(v) = v {
-                r.insert_header("keep-alive", v).expect("keep-alive");
+    /// A connection to a loopback server that accepts it and hands the
+    /// server's side to `server`, as production connects: pingora's
+    /// connector, so the socket digest `bytes_acked` reads is the real one.
+    async fn upstream_to(server: impl FnOnce(std::net::TcpStream) + Send + 'static) -> Upstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = listener.accept() {
+                server(s);
             }
-            announced_idle(&r)
-        };
-        let s = Duration::from_secs;
-        assert_eq!(announced(Some("timeout=5")), Some(s(4)), "Node.js");
-        assert_eq!(announced(Some("max=100, Timeout = 60")), Some(s(59)));
-        assert_eq!(
-            announced(Some("timeout=1")),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(announced(Some("timeout=0")), None);
-        assert_eq!(announced(Some("timeout=-1")), None);
-        assert_eq!(announced(Some("timeout=5s")), None);
-        assert_eq!(announced(Some("max=5")), None);
-        assert_eq!(announced(Some("timeout")), None);
-        assert_eq!(announced(None), None);
+        });
+        let peer = HttpPeer::new(addr, false, String::new());
+        let stream = TransportConnector::new(None)
+            .new_stream(&peer)
+            .await
+            .expect("connect");
+        Upstream::new_with_options(stream, &peer)
+    }
+
+    /// Write a POST on `up`, then read until its failure: the acknowledged
+    /// bytes before and after.
+    async fn post_and_fail(up: &mut Upstream) -> (u64, Option<u64>) {
+        let before = bytes_acked(up).expect("TCP_INFO on Linux");
+        let mut req = Box::new(RequestHeader::build("POST", b"/appointments", None).expect("req"));
+        req.insert_header("Host", "x").expect("host");
+        req.insert_header("Content-Length", "0").expect("cl");
+        // The write may already fail (a reset arrived); the read then does.
+        if up.write_request_header(req).await.is_ok() {
+            assert!(up.read_response().await.is_err(), "the server answered");
+        }
+        (before, bytes_acked(up))
+    }
+
+    #[tokio::test]
+    async fn a_request_into_a_socket_the_upstream_closed_never_arrived() {
+        // The upstream's idle timeout: it closes before the request gets
+        // there. Its socket answers the request with a reset, acknowledging
+        // none of it: safe to send again, POST or not.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut up = upstream_to(move |s| {
+            drop(s);
+            let _ = tx.send(());
+        })
+        .await;
+        rx.recv().expect("closed");
+        // Let the FIN arrive: the state the liveness check would miss only
+        // if the FIN were still on its way.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (before, after) = post_and_fail(&mut up).await;
+        assert!(never_arrived(before, after), "{before} {after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_request_the_upstream_read_then_failed_is_not_resent() {
+        // The upstream read the request (and may have acted on it), then
+        // closed without answering: its FIN acknowledges what it read.
+        let mut up = upstream_to(|mut s| {
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+        })
+        .await;
+        let (before, after) = post_and_fail(&mut up).await;
+        assert!(!never_arrived(before, after), "{before} {after:?}");
+        assert!(after > Some(before));
+    }
+
+    #[test]
+    fn only_an_unmoved_known_count_is_never_arrived() {
+        assert!(never_arrived(7, Some(7)));
+        assert!(!never_arrived(7, Some(8)));
+        assert!(!never_arrived(7, None), "unknown: it may have arrived");
     }
 }

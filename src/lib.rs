@@ -35,6 +35,7 @@ pub mod detect;
 mod forward;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+mod keepalive;
 mod limit;
 mod memory;
 pub mod metrics;

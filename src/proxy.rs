@@ -46,10 +46,14 @@ impl ProxyHttp for StatusProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Built once per config (state.rs); pingora wants its own copy.
-        Ok(Box::new(
-            self.core.shared().with_live(|live| live.peer.clone()),
-        ))
+        // Built once per config (state.rs); pingora wants its own copy. Its
+        // idle timeout is what the connection is pooled for after this
+        // request: bounded by what the upstream announced (keepalive.rs).
+        Ok(Box::new(self.core.shared().with_live(|live| {
+            let mut peer = live.peer.clone();
+            peer.options.idle_timeout = live.upstream_idle.limit(peer.options.idle_timeout);
+            peer
+        })))
     }
 
     async fn upstream_request_filter(

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 
 use crate::config::{Config, ConfigError, LatencyMode};
 use crate::detect::{self, SignalSpec};
+use crate::keepalive::UpstreamIdle;
 use crate::limit::{BodyBudget, ConnLimit, Listener};
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
@@ -33,6 +34,9 @@ pub struct Live {
     pub tls: Option<Arc<CertKey>>,
     /// The upstream peer every request is sent to, with its timeouts.
     pub peer: HttpPeer,
+    /// What that upstream announced about its idle timeout (learned from
+    /// its responses; a reload starts again).
+    pub upstream_idle: UpstreamIdle,
     /// `tenant.latency`.
     pub latency: LatencyMode,
     /// `tenant.latency_objective` in nanoseconds, as the request path
@@ -90,6 +94,7 @@ impl Live {
             signals: SignalSpec::all_from_config(&config)?,
             upstream,
             peer,
+            upstream_idle: UpstreamIdle::default(),
             admin_allow: config.admin_allow()?,
             tls: CertKey::load(&config.tls)?.map(Arc::new),
             config,

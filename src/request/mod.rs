@@ -232,12 +232,14 @@ impl Core {
         }
     }
 
-    /// The upstream's response header arrived: note its status, and let the
-    /// API's own tenant header override what the request claimed.
+    /// The upstream's response header arrived: note its status and its
+    /// announced idle timeout, and let the API's own tenant header override
+    /// what the request claimed.
     pub(crate) fn upstream_answered(&self, resp: &ResponseHeader, ctx: &mut Ctx) {
         ctx.upstream_status = Some(resp.status.as_u16());
         let registry = &self.shared.registry;
         self.shared.with_live(|live| {
+            live.upstream_idle.learn(resp);
             let Some(h) = &live.resolver.response_header else {
                 return;
             };
