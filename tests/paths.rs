@@ -181,7 +181,7 @@ fn a_client_connection_keeps_its_upstream_connection_while_it_is_good() {
     assert_eq!(opened(), 1, "the first client's connection was not pooled");
 
     // The upstream closes the held connection while the client is idle: a
-    // POST (never retried) must not be sent on it.
+    // POST must not be sent on it (it is resent only if none of it arrived).
     assert_eq!(c.get("/close", &t).unwrap().status, 200);
     std::thread::sleep(Duration::from_millis(200));
     c.send(

@@ -59,9 +59,11 @@ struct Tally {
     /// I/O failures with no response at all.
     errors: Vec<String>,
     /// POSTs sent, and POSTs answered 502: a non-idempotent request that
-    /// lands on a pooled connection the upstream has just closed abruptly
-    /// (the /close fault) is not retried, by design (as nginx without
-    /// `proxy_next_upstream non_idempotent`).
+    /// lands on a pooled connection the upstream has just shut down (the
+    /// /close fault) is retried only when none of it reached the upstream
+    /// (src/forward.rs, `never_arrived`; direct path). /close shuts the
+    /// socket down before closing it, and one arriving in between is
+    /// acknowledged, so not resent: it may have been read.
     posts: u64,
     post_502: u64,
 }
@@ -426,7 +428,7 @@ fn soak() {
         &total.errors[..total.errors.len().min(20)]
     );
     eprintln!(
-        "POSTs {}; answered 502 after an abrupt upstream close (not retried, non-idempotent): {}",
+        "POSTs {}; answered 502 after an abrupt upstream close (acknowledged, so not retried): {}",
         total.posts, total.post_502
     );
     assert!(

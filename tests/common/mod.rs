@@ -253,6 +253,12 @@ fn serve(conn: TcpStream) {
             let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             let _ = w.shutdown(Shutdown::Both);
             return;
+        } else if path == "/drop" {
+            // Answers as if keeping the connection, then closes it at once
+            // (no shutdown first): what an upstream's idle timeout does to a
+            // pooled connection, with the proxy not yet aware of it.
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            return;
         } else {
             respond(&mut w, 404, b"no such path")
         };
