@@ -62,7 +62,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::v1::client::HttpSession as Upstream;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::Stream;
+use pingora::protocols::{Stream, UniqueID};
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
 use pingora::ErrorSource;
@@ -399,10 +399,9 @@ impl Pinned {
 }
 
 /// How many bytes the upstream's TCP stack has acknowledged on this
-/// connection (Linux `TCP_INFO`), if the kernel says.
+/// connection ([`crate::tcp`]), if the kernel says. `up` holds the socket.
 fn bytes_acked(up: &Upstream) -> Option<u64> {
-    let info = up.digest().socket_digest.as_ref()?.tcp_info()?;
-    Some(info.tcpi_bytes_acked)
+    crate::tcp::bytes_acked(up.id())
 }
 
 /// Whether none of a failed request reached the upstream, so sending it
