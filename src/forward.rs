@@ -390,11 +390,10 @@ impl Pinned {
         idle_and_open(&mut self.stream).then_some(self.stream)
     }
 
-    /// The idle time after which the connection is not reused: the
-    /// peer's `idle_timeout` (`proxy.idle_timeout`) or what the upstream
-    /// announced ([`crate::keepalive`]), whichever is shorter.
+    /// The idle time after which the connection is not reused
+    /// ([`Live::idle_limit`], as the pool would keep it).
     fn max_idle(&self) -> Option<Duration> {
-        self.live.upstream_idle.limit(self.live.peer.idle_timeout())
+        self.live.idle_limit()
     }
 }
 

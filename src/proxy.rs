@@ -51,7 +51,7 @@ impl ProxyHttp for StatusProxy {
         // request: bounded by what the upstream announced (keepalive.rs).
         Ok(Box::new(self.core.shared().with_live(|live| {
             let mut peer = live.peer.clone();
-            peer.options.idle_timeout = live.upstream_idle.limit(peer.options.idle_timeout);
+            peer.options.idle_timeout = live.idle_limit();
             peer
         })))
     }

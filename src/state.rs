@@ -71,6 +71,13 @@ fn resolve_upstream(up: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 impl Live {
+    /// How long an idle connection to [`Live::peer`] may be kept for reuse:
+    /// `proxy.idle_timeout` or what the upstream announced, whichever is
+    /// shorter. Both paths' pools and the direct path's held connections.
+    pub(crate) fn idle_limit(&self) -> Option<std::time::Duration> {
+        self.upstream_idle.limit(self.peer.options.idle_timeout)
+    }
+
     /// Build everything derived from a loaded config, each piece once: the
     /// one builder, and so the one validator of those pieces, for start-up,
     /// `check` and every reload. The upstream's name is resolved here, once,

@@ -363,7 +363,7 @@ fn a_post_on_a_pooled_connection_the_upstream_closed_is_retried_when_none_of_it_
     // then goes into a socket the upstream has closed, which acknowledges
     // none of it; the direct path sends it again on a new connection
     // (src/forward.rs, `never_arrived`). Without that, 4 and 10 of 1,200
-    // here (94 of 4,000 against a Python upstream); with it, 0 of 1,200
+    // here (94 of 4,000 against a Python upstream); with it, 0 of 3,000
     // (and 0 of 8,000). The allowance is for a POST that lands in the
     // instant between the upstream's answer and its close: acknowledged, so
     // rightly not resent.

@@ -214,8 +214,8 @@ fn a_client_connection_keeps_its_upstream_connection_while_it_is_good() {
 #[test]
 fn a_kept_connection_is_not_reused_past_the_upstreams_keep_alive_timeout() {
     // An upstream that says `Keep-Alive: timeout=2` closes the connection
-    // after 2 s idle; a request sent on it just then fails, and a POST would
-    // not be retried. Both paths keep it only for 1 s (the announced timeout
+    // after 2 s idle; a request sent on it just then fails (a POST is resent
+    // only when none of it arrived). Both paths keep it only for 1 s (the announced timeout
     // less a second; src/keepalive.rs), even with proxy.idle_timeout far
     // longer: the direct path's held connection and pingora-proxy's pool.
     for direct in ["true", "false"] {
