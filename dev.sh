@@ -3,8 +3,9 @@
 # machine (as root, or through sudo), then:
 #   ./dev.sh demo    build and run the proxy in front of the bundled demo API
 #   ./dev.sh test    the whole suite: fmt, clippy, unit + integration tests,
-#                    rule tests, deploy checks, end-to-end tests with real
-#                    Prometheus/Alertmanager, dashboard queries, fuzzing
+#                    rule tests (Prometheus 2.42, 2.53, 3.5), deploy checks,
+#                    end-to-end tests with real Prometheus 3.5/Alertmanager 0.33
+#                    (1 s and production cadence), dashboard queries, fuzzing
 #                    (time-bounded), bench smoke
 #   ./dev.sh bench   the full side-by-side benchmark (bench/run.sh); the rules at
 #                    scale: bash bench/scale.sh
@@ -28,6 +29,25 @@ setup_test() {
   setup_build
   # shellcheck disable=SC2046
   apt_install $(grep -v '^#' deploy/apt-packages.txt) curl
+  # Debian 12's prometheus 2.42 / alertmanager 0.25 (above) stay, the oldest supported. The
+  # newer releases users run are unpacked from Debian's archive into a cache, not installed
+  # (scripts/prometheus-versions.sh; network only when the cache lacks one): every step sees
+  # PROMETHEUS_3_BIN PROMTOOL_3_BIN PROMETHEUS_2_53_BIN PROMTOOL_2_53_BIN ALERTMANAGER_0_33_BIN
+  # AMTOOL_0_33_BIN (+ *_VERSION). deploy/check.sh runs the rule tests and amtool on each; the
+  # e2e suites run on Prometheus 3.5 and Alertmanager 0.33 (PROMETHEUS_BIN, ALERTMANAGER_BIN,
+  # PROMTOOL_BIN for `promtool check metrics`).
+  local versions line
+  versions="$(bash scripts/prometheus-versions.sh)" || {
+    log "could not fetch the pinned Prometheus/Alertmanager versions (see above)"
+    exit 1
+  }
+  while IFS= read -r line; do
+    case "$line" in [A-Z]*_BIN=* | [A-Z]*_VERSION=*) eval "export $line" ;; esac
+  done <<<"$versions"
+  export PROMETHEUS_BIN="${PROMETHEUS_3_BIN:?}" ALERTMANAGER_BIN="${ALERTMANAGER_0_33_BIN:?}" \
+    PROMTOOL_BIN="${PROMTOOL_3_BIN:?}"
+  log "e2e on prometheus ${PROMETHEUS_3_VERSION:-?} and alertmanager ${ALERTMANAGER_0_33_VERSION:-?};" \
+    "rules also tested on the system's promtool and on ${PROMTOOL_2_53_VERSION:-?}"
 }
 
 build() {
@@ -76,6 +96,8 @@ cmd_test() {
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
   suite "e2e: fleet replay, 1 and 3 sidecars, shipped rules" python3 tests/e2e/test_fleet_replay.py
   suite "e2e: a long incident keeps firing (compressed windows)" python3 tests/e2e/test_long_incident.py
+  suite "e2e: production cadence (15 s and 60 s scrape, rules generated for each; 15 s rules under 60 s)" \
+    python3 tests/e2e/test_cadence_replay.py
   suite "e2e: every dashboard query against real Prometheus" python3 tests/e2e/test_dashboards.py
   if [ -f bench/run.sh ]; then
     suite "bench smoke" bash bench/run.sh --smoke
@@ -98,6 +120,6 @@ case "${1:-}" in
   demo) shift; cmd_demo "$@" ;;
   test) shift; cmd_test "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  help|-h|--help) sed -n '2,9p' "$ROOT/dev.sh" | sed 's/^# \{0,1\}//' ;;
+  help|-h|--help) sed -n '2,12p' "$ROOT/dev.sh" | sed 's/^# \{0,1\}//' ;;
   *) echo "usage: ./dev.sh demo|test|bench|help" >&2; exit 2 ;;
 esac

@@ -101,13 +101,62 @@ rules_generated() {
   echo "statuswatch.rules.yml == statuswatch rules --config config/statuswatch.toml ($(grep -c -- '- alert:' "$RULES") alerts)"
 }
 run "rules file == \`statuswatch rules\` output for the default config" rules_generated
-if have promtool; then
-  run "promtool check rules" promtool check rules "$DEPLOY"/prometheus/rules/*.yml
-  run "promtool test rules (deploy/prometheus/tests/*.test.yml)" \
-    bash -c 'cd "$1/prometheus/tests" && promtool test rules *.test.yml' _ "$DEPLOY"
-else
-  run "promtool installed (Debian package prometheus)" false
-fi
+# promtool check + test rules on every supported Prometheus: Debian 12's own (2.42, the oldest
+# supported; deploy/apt-packages.txt) and the 2.53 LTS / 3.5 LTS that
+# scripts/prometheus-versions.sh unpacks from Debian's archive into a cache. ./dev.sh test
+# exports their paths (PROMTOOL_2_53_BIN, PROMTOOL_3_BIN, AMTOOL_0_33_BIN, ...); run alone,
+# this script takes them from that cache (never from the network). A missing one fails.
+while IFS= read -r line; do
+  name="${line%%=*}"
+  case "$name" in *[!A-Z0-9_]* | "") continue ;; esac
+  [ -n "${!name:-}" ] || eval "$line"
+done < <(bash "$ROOT/scripts/prometheus-versions.sh" --offline 2>"$WORK/versions.err" || true)
+# tool_version BINARY: X.Y.Z from its --version
+tool_version() { { "$1" --version 2>&1 || true; } | sed -n '1s/^.*version \([0-9][0-9.]*\).*$/\1/p'; }
+# fetched_missing VAR: why $VAR names no usable binary, and how to fetch it; fails
+fetched_missing() {
+  local val="${!1:-}"
+  if [ -n "$val" ]; then
+    echo "$1=$val is not an executable file"
+  else
+    echo "$1 is not set and the cache ${STATUSWATCH_CACHE:-$HOME/.cache/statuswatch}/debian lacks it"
+    sed 's/^/  /' "$WORK/versions.err"
+  fi
+  echo "fetch the pinned Prometheus/Alertmanager versions: bash scripts/prometheus-versions.sh" \
+    "(./dev.sh test runs it), or export $1"
+  return 1
+}
+promtool_check_rules() {
+  echo "$1"
+  "$1" check rules "$DEPLOY"/prometheus/rules/*.yml
+}
+promtool_test_rules() {
+  # one file at a time: promtool 3 no longer names the file a failure comes from
+  local f n=0 failing=()
+  echo "$1"
+  for f in "$DEPLOY"/prometheus/tests/*.test.yml; do
+    n=$((n + 1))
+    echo "== ${f##*/}"
+    (cd "$DEPLOY/prometheus/tests" && "$1" test rules "${f##*/}") 2>&1 || failing+=("${f##*/}")
+  done
+  echo "promtool $(tool_version "$1"): $((n - ${#failing[@]}))/$n test files pass${failing[*]:+; failing: ${failing[*]}}"
+  [ "$n" -gt 0 ] && [ ${#failing[@]} -eq 0 ]
+}
+for entry in "system|$(command -v promtool || true)|" \
+  "${PROMTOOL_2_53_VERSION:-2.53}|${PROMTOOL_2_53_BIN:-}|PROMTOOL_2_53_BIN" \
+  "${PROMTOOL_3_VERSION:-3}|${PROMTOOL_3_BIN:-}|PROMTOOL_3_BIN"; do
+  IFS='|' read -r want tool var <<<"$entry"
+  if [ -n "$tool" ] && [ -x "$tool" ]; then
+    ver="$(tool_version "$tool")"
+    [ "$want" = system ] && ver="${ver:-?} (system, oldest supported)"
+    run "promtool $ver check rules" promtool_check_rules "$tool"
+    run "promtool $ver test rules (deploy/prometheus/tests/*.test.yml)" promtool_test_rules "$tool"
+  elif [ "$want" = system ]; then
+    run "promtool installed (Debian package prometheus)" false
+  else
+    run "promtool $want (check + test rules)" fetched_missing "$var"
+  fi
+done
 
 rules_lint() {
   "$PY" - "$RULES" "$DEPLOY/prometheus/tests" <<'PYEOF'
@@ -203,28 +252,54 @@ if have promtool; then
 fi
 
 # ---- Alertmanager ------------------------------------------------------------------------
+# amtool of Debian 12 (0.25, the oldest supported) and of Alertmanager 0.33 (AMTOOL_0_33_BIN,
+# fetched as above), the latter once more in UTF-8 strict mode (the matchers parser that
+# will replace the classic one; without it 0.33 only warns about classic-only matchers).
 AM="$DEPLOY/alertmanager/alertmanager.yml"
+am_routes() {  # am_routes AMTOOL
+  local tool="$1" sev want got
+  for sev in critical:statuswatch-page warning:statuswatch-ticket info:null; do
+    want="${sev#*:}"; sev="${sev%%:*}"
+    got="$("$tool" config routes test --config.file="$AM" severity="$sev" alertname=X tenant=t signal=5xx namespace=api job=statuswatch 2>/dev/null)"
+    echo "severity=$sev -> $got"
+    [ "$got" = "$want" ] || { echo "expected $want"; return 1; }
+  done
+  grep -q "group_by: \[alertname, namespace, cluster, job, tenant, signal\]" "$AM" || {
+    echo "route must group_by [alertname, namespace, cluster, job, tenant, signal] (the labels the rules keep)"; return 1; }
+}
+am_strict() {  # am_strict AMTOOL
+  # strict mode must really be in force: a matcher only the classic parser accepts has to fail
+  printf '%s\n' 'route:' '  receiver: x' '  routes:' "    - matchers: ['foo=bar baz']" '      receiver: x' \
+    'receivers:' '  - name: x' >"$WORK/am-classic-only.yml"
+  if "$1" --enable-feature=utf8-strict-mode check-config "$WORK/am-classic-only.yml" >/dev/null 2>&1; then
+    echo "amtool --enable-feature=utf8-strict-mode accepted the classic-only matcher 'foo=bar baz': strict mode not in force"
+    return 1
+  fi
+  echo "(a classic-only matcher fails in strict mode, as it should)"
+  "$1" --enable-feature=utf8-strict-mode check-config "$AM"
+}
 if have amtool; then
-  run "amtool check-config deploy/alertmanager/alertmanager.yml" amtool check-config "$AM"
-  am_routes() {
-    local sev want got
-    for sev in critical:statuswatch-page warning:statuswatch-ticket info:null; do
-      want="${sev#*:}"; sev="${sev%%:*}"
-      got="$(amtool config routes test --config.file="$AM" severity="$sev" alertname=X tenant=t signal=5xx namespace=api job=statuswatch 2>/dev/null)"
-      echo "severity=$sev -> $got"
-      [ "$got" = "$want" ] || { echo "expected $want"; return 1; }
-    done
-    grep -q "group_by: \[alertname, namespace, cluster, job, tenant, signal\]" "$AM" || {
-      echo "route must group_by [alertname, namespace, cluster, job, tenant, signal] (the labels the rules keep)"; return 1; }
-  }
-  run "alertmanager routing: critical -> statuswatch-page, warning -> statuswatch-ticket, info -> null" am_routes
+  ver="$(tool_version amtool)"
+  run "amtool ${ver:-?} (system, oldest supported) check-config deploy/alertmanager/alertmanager.yml" amtool check-config "$AM"
+  run "alertmanager routing (amtool ${ver:-?}): critical -> statuswatch-page, warning -> statuswatch-ticket, info -> null" \
+    am_routes amtool
 else
   run "amtool installed (Debian package prometheus-alertmanager)" false
 fi
+if [ -n "${AMTOOL_0_33_BIN:-}" ] && [ -x "$AMTOOL_0_33_BIN" ]; then
+  ver="$(tool_version "$AMTOOL_0_33_BIN")"
+  run "amtool ${ver:-?} check-config deploy/alertmanager/alertmanager.yml" "$AMTOOL_0_33_BIN" check-config "$AM"
+  run "amtool ${ver:-?} check-config, UTF-8 strict mode (--enable-feature=utf8-strict-mode)" am_strict "$AMTOOL_0_33_BIN"
+  run "alertmanager routing (amtool ${ver:-?}): critical -> statuswatch-page, warning -> statuswatch-ticket, info -> null" \
+    am_routes "$AMTOOL_0_33_BIN"
+else
+  run "amtool ${AMTOOL_0_33_VERSION:-0.33} (check-config, UTF-8 strict mode, routing)" fetched_missing AMTOOL_0_33_BIN
+fi
 
 # ---- Kubernetes ------------------------------------------------------------------------------
-# The Component (sidecar/) is rendered onto the worked example (example/, plus the rules:
-# the top-level kustomization) and onto workloads that are not ours (testdata/stranger/).
+# The Components (sidecar/, alertmanagerconfig/, kube-prometheus-stack/) are rendered onto the
+# worked example (example/, plus monitoring/'s rules and dashboards: the top-level
+# kustomization) and onto workloads that are not ours (testdata/stranger/).
 # Offline and without kustomize (Debian's kubectl 1.20 predates Components; PyPI has no
 # kustomize): render.py implements the kustomize features used here. Its output must equal
 # testdata/stranger.kustomize.yaml, which real kustomize produced, and, where kustomize or
@@ -234,6 +309,10 @@ run "sidecar/statuswatch.toml == config/statuswatch.toml with admin listen 0.0.0
   python3 "$K8S/gen-configmap.py" --check
 run "PrometheusRule spec.groups == deploy/prometheus/rules/statuswatch.rules.yml groups" \
   "$PY" "$K8S/gen-prometheusrule.py" --check
+run "Grafana dashboard ConfigMaps == dashboards/*.json, verbatim, within size limits (gen-dashboards.py --check)" \
+  "$PY" "$K8S/gen-dashboards.py" --check
+run "AlertmanagerConfig and Helm values == deploy/alertmanager/alertmanager.yml (gen-alertmanager.py --check)" \
+  "$PY" "$K8S/gen-alertmanager.py" --check
 
 k8s_render() {
   local b out
@@ -250,6 +329,8 @@ BUILD_STRANGER="$WORK/build-testdata-stranger.yaml"
 same_objects() {
   "$PY" - "$@" <<'PYEOF'
 import sys, yaml
+# kustomize writes an AlertmanagerConfig's `matchType: =` unquoted: YAML 1.1's "value" tag
+yaml.SafeLoader.add_constructor("tag:yaml.org,2002:value", lambda l, n: l.construct_scalar(n))
 def load(p):
     return {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
             for o in yaml.safe_load_all(open(p)) if o}
@@ -271,7 +352,7 @@ fi
 if [ ${#KUSTOMIZE[@]} -gt 0 ] && "${KUSTOMIZE[@]}" "$K8S/testdata/stranger" >/dev/null 2>&1; then
   kustomize_same() {
     local b
-    for b in . example testdata/stranger; do
+    for b in . example monitoring testdata/stranger; do
       "${KUSTOMIZE[@]}" "$K8S/$b" >"$WORK/kustomize.yaml" || return 1
       "$PY" "$K8S/render.py" "$K8S/$b" -o "$WORK/render.yaml" || return 1
       echo "deploy/kubernetes/$b: $(same_objects "$WORK/render.yaml" "$WORK/kustomize.yaml")" || return 1
@@ -284,14 +365,19 @@ fi
 
 k8s_schema() {
   # Offline: kubernetes-validate bundles the Kubernetes JSON schemas. It has none for the
-  # CRDs PodMonitor / PrometheusRule: those are checked by check-manifests.py (and the
+  # CRDs PodMonitor / PrometheusRule / AlertmanagerConfig: those are checked by
+  # check-manifests.py, check-kube-prometheus-stack.py and gen-alertmanager.py (and the
   # rules themselves by promtool). 1.30 is the oldest release with the preStop sleep action.
   "$VENV/bin/kubernetes-validate" --strict -k 1.30.0 "$BUILD_ALL" "$BUILD_STRANGER" || return 1
   "$VENV/bin/kubernetes-validate" --strict --quiet "$BUILD_ALL" "$BUILD_STRANGER"
 }
 run "Kubernetes schema validation of both builds, strict, k8s 1.30 and latest (kubernetes-validate, offline)" k8s_schema
-run "Kubernetes structural checks (sidecar wiring, probes, token, hashed config, Services, PodMonitor, stop budget)" \
+run "Kubernetes structural checks (sidecar wiring, probes, token, hashed config, Services, PodMonitor jobs, stop budget)" \
   "$PY" "$K8S/check-manifests.py" "$BUILD_ALL" "$BUILD_STRANGER"
+run "health alerts (up{job=~...} of the PrometheusRule) select every job the PodMonitor gives" \
+  "$PY" "$K8S/check-manifests.py" --health-alerts "$BUILD_ALL" "$BUILD_STRANGER"
+run "kube-prometheus-stack's DEFAULT selectors pick up every shipped object; routing == alertmanager.yml (+ negative test)" \
+  "$PY" "$K8S/check-kube-prometheus-stack.py" "$BUILD_ALL" "$BUILD_STRANGER"
 
 pod_scrape() {
   # Prometheus' relabelling, simulated on pod-discovery targets (one per declared port):

@@ -91,8 +91,16 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         spike_for: Duration,
         /// Regex of the scrape job name(s) of the sidecars (health alerts).
-        #[arg(long, default_value = "statuswatch")]
+        #[arg(long, default_value = statuswatch::rules::DEFAULT_JOB_REGEX)]
         job_regex: String,
+        /// How often Prometheus scrapes the sidecars (humantime, e.g. 30s);
+        /// overrides prometheus.scrape_interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        scrape_interval: Option<Duration>,
+        /// How often Prometheus evaluates the rules (humantime, e.g. 1m);
+        /// overrides prometheus.evaluation_interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        evaluation_interval: Option<Duration>,
     },
     /// Run the proxy in front of the bundled demo upstream, with a traffic generator.
     Demo {
@@ -157,7 +165,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
             let live = Live::build(Config::load(&sources)?)?;
+            // The rules' cadence too: a config the rules cannot see with is refused here.
+            let cadence = statuswatch::rules::Cadence::of(&live.config)?;
             println!("config ok: {}", server::describe(&live));
+            println!(
+                "prometheus rules: {}",
+                cadence.describe(live.config.detector.short_window)
+            );
             println!("{}", statuswatch::metrics::budget::Budget::of(&live));
             Ok(())
         }
@@ -166,9 +180,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runbook_base_url,
             spike_for,
             job_regex,
+            scrape_interval,
+            evaluation_interval,
         } => {
+            let mut cfg = Config::load(&sources)?;
+            if let Some(d) = scrape_interval {
+                cfg.prometheus.scrape_interval = d;
+            }
+            if let Some(d) = evaluation_interval {
+                cfg.prometheus.evaluation_interval = d;
+            }
             // The same builder as `check` and `run`: the three accept the same configs.
-            let live = Live::build(Config::load(&sources)?)?;
+            let live = Live::build(cfg)?;
             let opts = statuswatch::rules::RulesOptions {
                 slo,
                 runbook_base_url,

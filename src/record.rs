@@ -4,7 +4,8 @@
 //! the connection loop's early answers (a head pingora could not parse), and
 //! the benchmarks, which therefore measure the real code. One function means
 //! one definition of what "a response" adds to the tallies: the tenant's cell
-//! and latency, the suspension edge, the undocumented-code counter, the
+//! and latency, the suspension edge (the `suspended` signal's codes), the
+//! undocumented-code counter, the
 //! process-wide duration histogram and, when the proxy answered because the
 //! upstream failed, the error kind.
 
@@ -36,14 +37,15 @@ impl Shared {
     pub fn record(&self, live: &Live, r: &Finished, now: u32) {
         let registry = &self.registry;
         let slot = registry.slot(r.tenant);
-        slot.counters.add(r.origin, status::cell_of(r.code));
+        let cell = status::cell_of(r.code);
+        slot.counters.add(r.origin, cell);
         if live.latency != LatencyMode::Off {
             slot.counters
                 .observe(r.elapsed, live.latency_objective_nanos);
         }
         if !r.tenant.is_reserved() {
             registry.touch(r.tenant, now);
-            if slot.set_suspended(r.code == 451) {
+            if slot.set_suspended(live.suspends[cell]) {
                 self.global.suspension();
             }
         }
@@ -55,5 +57,56 @@ impl Shared {
         if let Some(kind) = r.error_kind {
             self.global.upstream_error(kind);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SignalConfig};
+
+    fn answer(s: &Shared, tenant: &str, code: u16) -> bool {
+        let live = s.live.load_full();
+        let t = s.registry.lookup(&live.resolver, tenant.as_bytes(), 0);
+        let f = Finished {
+            tenant: t,
+            code,
+            origin: Origin::Upstream,
+            elapsed: Duration::from_millis(1),
+            error_kind: None,
+        };
+        s.record(&live, &f, 0);
+        s.registry.slot(t).is_suspended()
+    }
+
+    /// The suspended state follows the `suspended` signal's codes and
+    /// classes, not a hard-coded 451; without that signal nobody is suspended.
+    #[test]
+    fn the_suspended_state_follows_the_suspended_signal() {
+        let s = Shared::new(Live::build(Config::defaults().unwrap()).unwrap());
+        assert!(answer(&s, "a", 451));
+        assert!(!answer(&s, "a", 200), "a later other answer ends it");
+        assert!(!answer(&s, "b", 403));
+        assert_eq!(s.global.suspensions_total(), 1);
+
+        let mut cfg = Config::defaults().unwrap();
+        cfg.signals.insert(
+            "suspended".into(),
+            SignalConfig {
+                enabled: true,
+                codes: vec![403],
+                ..Default::default()
+            },
+        );
+        let s = Shared::new(Live::build(cfg).unwrap());
+        assert!(answer(&s, "a", 403));
+        assert!(!answer(&s, "b", 451));
+        assert_eq!(s.global.suspensions_total(), 1);
+
+        let mut cfg = Config::defaults().unwrap();
+        cfg.signals.get_mut("suspended").unwrap().enabled = false;
+        let s = Shared::new(Live::build(cfg).unwrap());
+        assert!(!answer(&s, "a", 451));
+        assert_eq!(s.global.suspensions_total(), 0);
     }
 }

@@ -14,9 +14,10 @@ use crate::catalog::Catalog;
 use ipnet::IpNet;
 
 use crate::config::{Config, ConfigError, LatencyMode};
-use crate::detect::{self, SignalSpec};
+use crate::detect::{self, SignalSpec, SUSPENDED_SIGNAL};
 use crate::keepalive::UpstreamIdle;
 use crate::limit::{BodyBudget, ConnLimit, Listener};
+use crate::status::CELLS;
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
 use crate::tls::CertKey;
@@ -42,6 +43,9 @@ pub struct Live {
     /// `tenant.latency_objective` in nanoseconds, as the request path
     /// compares it.
     pub latency_objective_nanos: u64,
+    /// The status cells that put a tenant in the suspended state: the
+    /// `suspended` signal's codes and classes (none without that signal).
+    pub suspends: [bool; CELLS],
 }
 
 impl std::fmt::Debug for Live {
@@ -93,12 +97,22 @@ impl Live {
         peer.options.write_timeout = Some(p.write_timeout);
         peer.options.idle_timeout = Some(p.idle_timeout);
         let objective = config.tenant.latency_objective;
+        let signals = SignalSpec::all_from_config(&config)?;
+        let mut suspends = [false; CELLS];
+        for cell in signals
+            .iter()
+            .filter(|s| s.name == SUSPENDED_SIGNAL)
+            .flat_map(|s| &s.cells)
+        {
+            suspends[*cell] = true;
+        }
         Ok(Live {
             latency: config.tenant.latency_mode()?,
             latency_objective_nanos: objective.as_nanos().min(u64::MAX as u128) as u64,
             resolver: ResolverSpec::from_config(&config.tenant)?,
             catalog: Catalog::from_config(&config.catalog)?,
-            signals: SignalSpec::all_from_config(&config)?,
+            signals,
+            suspends,
             upstream,
             peer,
             upstream_idle: UpstreamIdle::default(),

@@ -246,7 +246,7 @@ fn busy_port_stops_startup_naming_the_key() {
 fn check_and_rules_accept_the_same_configs() {
     let cases: &[&str] = &[
         "[log]\nformat = \"text\"\n",
-        "[detector]\nshort_window = \"10s\"\nbaseline_half_life = \"1m\"\nclear_after = \"10s\"\n",
+        "[prometheus]\nscrape_interval = \"1s\"\nevaluation_interval = \"1s\"\n[detector]\nshort_window = \"10s\"\nbaseline_half_life = \"1m\"\nclear_after = \"10s\"\n",
         "[signals.payment_required]\ncodes = [402]\n",
         "[signals.mixed]\ncodes = [451, 502]\nclasses = [\"5xx\"]\n",
         "[signals.\"5xx\"]\nenabled = false\n",
@@ -262,6 +262,10 @@ fn check_and_rules_accept_the_same_configs() {
         "[admin]\nallow = [\"300.1.1.1\"]\n",
         "[[catalog.codes]]\ncode = 999\nreason = \"x\"\n",
         "[signals.bad]\nseverity = \"page\"\n",
+        // the rules' windows could not hold 4 scrapes
+        "[prometheus]\nscrape_interval = \"2m\"\n",
+        "[prometheus]\nscrape_interval = \"1m\"\n[detector]\nbaseline_half_life = \"5m\"\n",
+        "[detector]\nshort_window = \"10s\"\nbaseline_half_life = \"1m\"\n",
     ];
     let mut accepted = 0;
     for toml in cases {
@@ -292,4 +296,40 @@ fn check_and_rules_accept_the_same_configs() {
         accepted += usize::from(check_ok);
     }
     assert_eq!(accepted, 5, "the first five configs are good, the rest bad");
+}
+
+/// `rules --scrape-interval/--evaluation-interval` override the
+/// `[prometheus]` keys: the windows follow, and an interval the rules cannot
+/// see with is refused naming the key the flag stands for.
+#[test]
+fn rules_follow_the_scrape_interval_flag() {
+    let rules = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("rules")
+            .args(args)
+            .env_remove("STATUSWATCH_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = rules(&[]);
+    assert!(ok, "{err}");
+    assert!(out.contains("increase(statuswatch_responses_total[1m])"));
+    let (ok, out, err) = rules(&["--scrape-interval", "60s", "--evaluation-interval", "1m"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("increase(statuswatch_responses_total[4m])"),
+        "{out}"
+    );
+    assert!(!out.contains("[1m]"), "no range shorter than 4 scrapes");
+    let (ok, _, err) = rules(&["--scrape-interval", "5m"]);
+    assert!(!ok);
+    assert!(err.contains("prometheus.scrape_interval"), "{err}");
+    let (ok, _, err) = rules(&["--scrape-interval", "soon"]);
+    assert!(!ok);
+    assert!(err.contains("--scrape-interval"), "{err}");
 }

@@ -3,12 +3,15 @@
 the CRD objects (PodMonitor, PrometheusRule) the offline schema validator has no schema for.
 
     check-manifests.py BUILD.yaml...     # each file: one rendered kustomization
+    check-manifests.py --health-alerts BUILD.yaml...
+        # the PrometheusRule's StatuswatchDown/Absent select every job the PodMonitor makes
 
 For every Deployment the Component selected (label statuswatch.io/sidecar=enabled) the
 sidecar must be complete and wired (ports, probes, token, config, security, resources,
 stop budget, upstream = a port of another container); unselected Deployments must be
 untouched; selected Services must send their first port to the proxy; the PodMonitor must
-select the patched pods. The worked example (Deployment rev23-api) must also run the
+select the patched pods and give each Deployment's pods the job "<Deployment>-statuswatch"
+(Prometheus' relabelling simulated), so two APIs in one namespace stay apart. The worked example (Deployment rev23-api) must also run the
 shipped config. Needs PyYAML and tomllib (Python >= 3.11). Exit 1 on any problem.
 """
 import os
@@ -46,6 +49,101 @@ def check_security(where, c, pod):
          "allowPrivilegeEscalation=false, drop ALL")
     need(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits", {}).get("memory"),
          f"{where}: resources.requests and a memory limit")
+
+
+# ---- the PodMonitor's job label, by Prometheus' relabelling simulated ---------------------
+# The operator first sets job="<namespace>/<PodMonitor name>", then applies the endpoint's
+# relabelings (prometheus-operator pkg/prometheus/promcfg.go, generatePodMonitorConfig).
+JOB_REGEX = "(.+-)?statuswatch"   # what the rules' health alerts must select (--job-regex)
+FOREIGN_JOBS = ["apiserver", "kubelet", "node-exporter", "kube-state-metrics", "coredns",
+                "monitoring/kube-prometheus-stack-prometheus", "kube-prometheus-stack-alertmanager",
+                "shop/orders-api", "rev23-api", "statuswatchers", "statuswatch-exporter"]
+
+
+def relabel(labels, rules):
+    labels = dict(labels)
+    for r in rules:
+        action = r.get("action", "replace").lower()
+        value = r.get("separator", ";").join(labels.get(s, "") for s in r.get("sourceLabels", []))
+        m = re.fullmatch(r.get("regex", "(.*)"), value)
+        if action == "keep" and not m or action == "drop" and m:
+            return None
+        if action == "replace":
+            if m:
+                out = re.sub(r"\$\{?(\w+)\}?", lambda g: m.group(int(g.group(1))) or "", r.get("replacement", "$1"))
+                if out:
+                    labels[r["targetLabel"]] = out
+                else:
+                    labels.pop(r["targetLabel"], None)
+        elif action not in ("keep", "drop"):
+            raise SystemExit(f"relabel action {action} is not simulated")
+    return labels
+
+
+def replicaset_pod(deployment, template_hash="5d8c7f9b7"):
+    return {"controller_kind": "ReplicaSet", "controller_name": f"{deployment}-{template_hash}",
+            "template_hash": template_hash}
+
+
+def pod_job(pm, ep, namespace, controller_kind="", controller_name="", template_hash=""):
+    meta = {"__meta_kubernetes_namespace": namespace,
+            "__meta_kubernetes_pod_controller_kind": controller_kind,
+            "__meta_kubernetes_pod_controller_name": controller_name,
+            "__meta_kubernetes_pod_label_pod_template_hash": template_hash,
+            "job": f"{namespace}/{pm['metadata']['name']}"}
+    out = relabel(meta, ep.get("relabelings", []))
+    return out and out.get("job")
+
+
+def check_jobs(name, pm, ep):
+    """Two APIs in one namespace keep separate jobs, every job is selected by JOB_REGEX."""
+    cases = {
+        "Deployment orders-api": (replicaset_pod("orders-api"), "orders-api-statuswatch"),
+        "Deployment billing-api, same namespace": (replicaset_pod("billing-api", "7c4b9d6f88"), "billing-api-statuswatch"),
+        "Deployment api-v2": (replicaset_pod("api-v2", "68bd7f5c9"), "api-v2-statuswatch"),
+        "StatefulSet db": ({"controller_kind": "StatefulSet", "controller_name": "db"}, "db-statuswatch"),
+        "pod without owner": ({}, "statuswatch"),
+    }
+    for case, (pod, want) in cases.items():
+        got = pod_job(pm, ep, "shop", **pod)
+        need(got == want, f"{name}: PodMonitor job for {case}: {got!r}, want {want!r}")
+        need(got and re.fullmatch(JOB_REGEX, got), f"{name}: job {got!r} ({case}) does not match {JOB_REGEX}")
+    for job in FOREIGN_JOBS:
+        need(not re.fullmatch(JOB_REGEX, job), f"{name}: {JOB_REGEX} would select the foreign job {job!r}")
+
+
+def health_alerts(paths):
+    """The rules' health alerts (up{job=~"..."}) select the job of every pod the PodMonitor
+    scrapes, and the plain-Prometheus job "statuswatch", and no foreign job."""
+    bad, jobs, regexes = [], {"statuswatch"}, set()
+    for path in paths:
+        with open(path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+        for d in docs:
+            if d["kind"] == "PodMonitor":
+                for dep in (x for x in docs if x["kind"] == "Deployment"
+                            and x["metadata"].get("labels", {}).get(SIDECAR[0]) == SIDECAR[1]):
+                    for ep in d["spec"]["podMetricsEndpoints"]:
+                        jobs.add(pod_job(d, ep, "ns", **replicaset_pod(dep["metadata"]["name"])))
+            if d["kind"] == "PrometheusRule":
+                for g in d["spec"]["groups"]:
+                    for r in g["rules"]:
+                        if r.get("alert") in ("StatuswatchDown", "StatuswatchAbsent"):
+                            regexes |= set(re.findall(r'up\{job=~"([^"]*)"\}', r["expr"]))
+    if not regexes:
+        bad.append("no PrometheusRule with StatuswatchDown/StatuswatchAbsent up{job=~...} in the builds")
+    for rx in sorted(regexes):
+        for job in sorted(jobs):
+            if not re.fullmatch(rx, job):
+                bad.append(f'up{{job=~"{rx}"}} does not select job {job!r}: the health alerts miss those '
+                           f"sidecars; generate the rules with --job-regex '{JOB_REGEX}'")
+        for job in FOREIGN_JOBS:
+            if re.fullmatch(rx, job):
+                bad.append(f'up{{job=~"{rx}"}} also selects the foreign job {job!r}')
+    for b in bad:
+        print(f"  problem: {b}")
+    print(f"health alerts: up{{job=~{sorted(regexes)}}} against jobs {sorted(jobs)}: {len(bad)} problem(s)")
+    return 1 if bad else 0
 
 
 def check_build(path):
@@ -153,8 +251,13 @@ def check_build(path):
             cred = ep.get("authorization", {}).get("credentials", {})
             need(ep.get("authorization", {}).get("type") == "Bearer" and {(cred.get("name"), cred.get("key"))} == tokens,
                  f"{name}: PodMonitor must send the sidecars' bearer token")
-            need({"action": "replace", "targetLabel": "job", "replacement": "statuswatch"} in ep.get("relabelings", []),
-                 f'{name}: PodMonitor must set job="statuswatch" (the rules and dashboards use it)')
+            for dep in selected:
+                ns = dep["metadata"].get("namespace", "default")
+                job = pod_job(pm, ep, ns, **replicaset_pod(dep["metadata"]["name"]))
+                need(job == f"{dep['metadata']['name']}-statuswatch",
+                     f"{name}: PodMonitor gives Deployment {dep['metadata']['name']}'s pods job {job!r}, "
+                     f"want {dep['metadata']['name']}-statuswatch")
+            check_jobs(name, pm, ep)
     if ("PrometheusRule", "statuswatch") in objs:
         pr = objs[("PrometheusRule", "statuswatch")]
         need(pr["apiVersion"] == "monitoring.coreos.com/v1" and pr["spec"]["groups"], f"{name}: PrometheusRule")
@@ -165,6 +268,8 @@ def main(paths):
     if not paths:
         print(__doc__)
         return 2
+    if paths[0] == "--health-alerts":
+        return health_alerts(paths[1:])
     total = sum(check_build(p) for p in paths)
     for p in problems:
         print(f"  problem: {p}")

@@ -11,9 +11,14 @@ Supported (anything else is an error, never silently ignored):
   Kustomization / Component: resources (files and directories), components,
     configMapGenerator (files, literals, options.labels, behavior create/replace/merge),
     patches (strategic merge or JSON 6902; inline `patch` or `path`; target by kind,
-    name and equality labelSelector), namespace.
+    group, version, name and equality labelSelector; like kustomize, a target that
+    matches nothing is no error), namespace, images (name, newName, newTag, digest:
+    kustomize's image-reference matching and rewriting, on every `image` of a list
+    under `containers` or `initContainers` at any depth, as its images transformer).
   Generated ConfigMaps get kustomize's content-hash suffix (same algorithm, so the same
   name), and references to them from pod templates are rewritten.
+  Order within one kustomization, as kustomize's: resources, components, generators,
+  patches, namespace, images.
 
     python3 deploy/kubernetes/render.py DIR            # YAML on stdout
     python3 deploy/kubernetes/render.py DIR -o FILE
@@ -23,12 +28,13 @@ import copy
 import hashlib
 import json
 import os
+import re
 import sys
 
 import yaml
 
 KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "components", "patches",
-                        "configMapGenerator", "namespace"}
+                        "configMapGenerator", "namespace", "images"}
 GEN_KEY = "__generated_name"  # internal marker: the generator's name, before hashing
 
 # Strategic-merge keys of the lists we patch (from the Kubernetes API's patchMergeKey).
@@ -193,8 +199,72 @@ def apply_patches(objs, patches, base):
                 meta = {k: v for k, v in body.get("metadata", {}).items() if k != "name"}
                 merged["metadata"] = smp(o["metadata"], meta)
                 objs[objs.index(o)] = merged
-        if not hit:
-            raise RenderError(f"patch {p.get('path') or 'inline'}: no resource matches {p.get('target')}")
+
+
+# ---- images (kustomize api/image and api/filters/imagetag) ----------------------------------
+IMAGE_FIELDS = {"name", "newName", "newTag", "digest"}
+
+
+def image_matched(image, name):
+    # kustomize builds this regexp from the entry's name unescaped; names are restricted
+    # (apply_images) to characters that mean themselves, and ".", which then matches any
+    # character, as in kustomize.
+    return re.fullmatch(name + r"(:[a-zA-Z0-9_.{}-]*)?(@[a-zA-Z][a-zA-Z0-9]*:[a-zA-Z0-9_.{}-]*)?",
+                        image) is not None
+
+
+def image_split(image):
+    """kustomize image.Split: (name, tag, digest); a registry's :port is not a tag."""
+    slash = image.find("/")
+    base = slash if slash > 0 else 0
+    search = image[base:]
+    i_d, i_c = search.find("@"), search.find(":")
+    if i_c < 0 and i_d < 0:
+        return image, "", ""
+    if i_d >= 0 and (i_d < i_c or i_c < 0):
+        return image[:base + i_d], "", image[base + i_d + 1:]
+    if i_d >= 0 and i_c >= 0:
+        return image[:base + i_c], image[base + i_c + 1:base + i_d], image[base + i_d + 1:]
+    return image[:base + i_c], image[base + i_c + 1:], ""
+
+
+def new_image(image, entry):
+    if not image_matched(image, entry["name"]):
+        return image
+    name, tag, digest = image_split(image)
+    name = entry.get("newName") or name
+    new_tag, new_digest = str(entry.get("newTag") or ""), entry.get("digest") or ""
+    if new_tag and new_digest:
+        tag, digest = new_tag, new_digest
+    elif new_tag:
+        tag, digest = new_tag, ""
+    elif new_digest:
+        tag, digest = "", new_digest
+    return name + (":" + tag if tag else "") + ("@" + digest if digest else "")
+
+
+def apply_images(objs, images):
+    for entry in images or []:
+        if set(entry) - IMAGE_FIELDS or "name" not in entry:
+            raise RenderError(f"images entry {entry}: only {sorted(IMAGE_FIELDS)} are supported, name required")
+        if not re.fullmatch(r"[A-Za-z0-9./_:-]+", entry["name"]):
+            raise RenderError(f"images name {entry['name']!r}: a plain image name (no digest or pattern)")
+
+        def walk(node):
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    walk(v)
+                    if k in ("containers", "initContainers") and isinstance(v, list):
+                        for c in v:
+                            if isinstance(c, dict) and isinstance(c.get("image"), str):
+                                c["image"] = new_image(c["image"], entry)
+            elif isinstance(node, list):
+                for v in node:
+                    walk(v)
+
+        for o in objs:
+            if o.get("kind") != "CustomResourceDefinition":
+                walk(o)
 
 
 # ---- generators ---------------------------------------------------------------------------
@@ -284,7 +354,7 @@ def finish(objs):
 
 # ---- build ----------------------------------------------------------------------------------
 def accumulate(d, want_kind):
-    d = os.path.normpath(d)
+    d = os.path.abspath(d)
     k = load_yaml_docs(kustomization_file(d))[0]
     kind = k.get("kind", "Kustomization")
     if kind != want_kind:
@@ -310,13 +380,14 @@ def accumulate(d, want_kind):
     if k.get("namespace"):
         for o in objs:
             o["metadata"]["namespace"] = k["namespace"]
+    apply_images(objs, k.get("images"))
     return objs
 
 
 def accumulate_component(c, objs):
     """A Component: its resources join the parent's, then its generators and patches run
     over everything accumulated so far (kustomize's order)."""
-    c = os.path.normpath(c)
+    c = os.path.abspath(c)
     k = load_yaml_docs(kustomization_file(c))[0]
     if k.get("kind") != "Component":
         raise RenderError(f"{c}: components must be kind Component")
@@ -328,6 +399,9 @@ def accumulate_component(c, objs):
         objs.extend(load_yaml_docs(os.path.join(c, r)))
     generate_config_maps(objs, k.get("configMapGenerator"), c)
     apply_patches(objs, k.get("patches"), c)
+    if k.get("namespace"):
+        raise RenderError(f"{c}: namespace in a Component is not supported")
+    apply_images(objs, k.get("images"))
     return objs
 
 

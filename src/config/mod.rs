@@ -82,6 +82,22 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub reload: ReloadConfig,
     pub tls: TlsConfig,
+    pub prometheus: PrometheusConfig,
+}
+
+/// The Prometheus that scrapes the sidecars and evaluates the rules of
+/// `statuswatch rules`: its cadence decides how long the rules' windows must
+/// be to hold enough samples ([`Config::rule_window`]). The proxy itself
+/// does not read it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// How often Prometheus scrapes each sidecar's /metrics.
+    #[serde(with = "humantime_serde")]
+    pub scrape_interval: Duration,
+    /// How often Prometheus evaluates rule groups without an interval of their own.
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
 }
 
 /// The optional TLS listener for clients (HTTP/1.1 and HTTP/2 through ALPN).

@@ -51,5 +51,5 @@ pub use detector::{
     bytes_per_tenant, empty_snapshot, Detector, SeriesView, SharedSnapshot, SignalView, Snapshot,
     Timing,
 };
-pub use spec::{surprise, SignalSpec, P0_MAX, SEVERITIES};
+pub use spec::{surprise, SignalSpec, P0_MAX, SEVERITIES, SUSPENDED_SIGNAL};
 pub use window::BUCKETS;

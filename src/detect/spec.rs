@@ -37,6 +37,10 @@ pub struct SignalSpec {
     pub severity: String,
 }
 
+/// The signal whose codes put a tenant in the suspended state
+/// (`statuswatch_tenant_suspended`, the suspension wave).
+pub const SUSPENDED_SIGNAL: &str = "suspended";
+
 /// Alert severities (kube-prometheus-stack's convention).
 pub const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 

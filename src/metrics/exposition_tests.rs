@@ -325,10 +325,10 @@ statuswatch_signal_ratio{signal="suspended",tenant="__all__",window="baseline"} 
 # TYPE statuswatch_spikes_total counter
 statuswatch_spikes_total{signal="5xx",tenant="__all__"} 0
 statuswatch_spikes_total{signal="suspended",tenant="__all__"} 0
-# HELP statuswatch_tenant_suspended 1 while the tenant's latest answer was 451 (suspended).
+# HELP statuswatch_tenant_suspended 1 while the tenant's latest answer was one of the suspended signal's codes (451 by default).
 # TYPE statuswatch_tenant_suspended gauge
 statuswatch_tenant_suspended{tenant="we\"ird\\name"} 1
-# HELP statuswatch_suspensions_total Tenant transitions into the suspended state (first 451 after a non-451 answer).
+# HELP statuswatch_suspensions_total Tenant transitions into the suspended state (the first suspended answer after another).
 # TYPE statuswatch_suspensions_total counter
 statuswatch_suspensions_total 1
 # HELP statuswatch_status_code_info The catalog of documented status codes, for legends via joins.

@@ -175,7 +175,7 @@ pub(super) fn render_suspensions(shared: &Shared, tenants: &Tenants<'_>, out: &m
         out,
         names::TENANT_SUSPENDED,
         "gauge",
-        "1 while the tenant's latest answer was 451 (suspended).",
+        "1 while the tenant's latest answer was one of the suspended signal's codes (451 by default).",
     );
     for t in tenants.iter() {
         if !t.r.is_reserved() && t.slot.is_suspended() {
@@ -190,7 +190,7 @@ pub(super) fn render_suspensions(shared: &Shared, tenants: &Tenants<'_>, out: &m
     counter(
         out,
         names::SUSPENSIONS_TOTAL,
-        "Tenant transitions into the suspended state (first 451 after a non-451 answer).",
+        "Tenant transitions into the suspended state (the first suspended answer after another).",
         shared.global.suspensions_total(),
     );
 }

@@ -89,14 +89,8 @@ fn own_5xx(c: &Chain, lvl: &str) -> String {
 }
 
 /// The recording and alert groups of the burn-rate alerts.
-pub(super) fn burn_rate_rules(
-    y: &mut Yaml,
-    c: &Chain,
-    src: &Source,
-    short_window: Duration,
-    budget: f64,
-    slo_pct: &str,
-) {
+pub(super) fn burn_rate_rules(y: &mut Yaml, c: &Chain, src: &Source, budget: f64, slo_pct: &str) {
+    let short_window = c.cadence.window;
     let w_secs = short_window.as_secs_f64();
     y.group(
         "statuswatch.slo.windows",

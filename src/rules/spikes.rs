@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use super::cadence::Cadence;
 use super::yaml::{num, prom_duration, q, Alert, Yaml};
 use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
@@ -82,12 +83,16 @@ pub(super) const LEVELS: [&str; 2] = ["tenant", "job"];
 
 /// The names and durations the chain is built from, computed once.
 pub(super) struct Chain {
-    /// The short window, e.g. "1m".
+    /// The rules' cadence: the window, and how long alerts keep firing.
+    pub cadence: Cadence,
+    /// The window ([`Cadence::window`]), e.g. "1m".
     pub w: String,
     /// The baseline span, e.g. "1h".
     pub b: String,
-    /// Range selecting exactly span/window samples of a series recorded once
-    /// per window (ranges include both ends: half a window less than the span).
+    /// Range selecting exactly the whole windows in the span of a series
+    /// recorded once per window: half a window less than their length, so
+    /// it holds as many samples on Prometheus 2 (closed ranges) as on 3
+    /// (left-open) whatever the evaluation's phase.
     pub b_range: String,
     /// Look-back for "a spike was decided lately": window + clear_after, the
     /// alerts' keep_firing_for plus one window of evaluation lag.
@@ -96,22 +101,28 @@ pub(super) struct Chain {
     /// spike: the window itself, clear_after before it, and one window after
     /// it (the detection lag of an incident that began inside it).
     pub covers: String,
-    /// Look-back of a rule reading its own previous sample (two intervals).
+    /// Look-back of a rule reading its own previous samples, recorded once
+    /// per window: the last two on Prometheus 2 and 3 alike (two and a half
+    /// windows; a left-open `[2w]` holds only the last), so one missed
+    /// evaluation does not drop what it holds.
     pub hold: String,
 }
 
 impl Chain {
-    pub(super) fn new(cfg: &Config) -> Chain {
+    pub(super) fn new(cfg: &Config, cadence: Cadence) -> Chain {
         let d = &cfg.detector;
-        let w = d.short_window;
-        let ca = signals_clear_after(cfg);
+        let w = cadence.window;
+        let ca = cadence.keep_firing(signals_clear_after(cfg));
+        // Cadence::of has checked that the span holds at least two windows.
+        let windows = (d.baseline_half_life.as_millis() / w.as_millis().max(1)).max(1) as u32;
         Chain {
+            cadence,
             w: prom_duration(w),
             b: prom_duration(d.baseline_half_life),
-            b_range: prom_duration(d.baseline_half_life.saturating_sub(w / 2)),
+            b_range: prom_duration((w * windows).saturating_sub(w / 2)),
             recent: prom_duration(w + ca),
             covers: prom_duration(w * 2 + ca),
-            hold: prom_duration(w * 2),
+            hold: prom_duration(w * 2 + w / 2),
         }
     }
 
@@ -187,8 +198,7 @@ fn raw_events(spec: &SignalSpec, w: &str) -> String {
 
 /// The `statuswatch.spikes` group: window counts, expected share, surprise,
 /// decision and alerts of every signal.
-pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, opts: &RulesOptions) {
-    let c = Chain::new(cfg);
+pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], c: &Chain, opts: &RulesOptions) {
     let w = &c.w;
     y.group(
         "statuswatch.spikes",
@@ -327,14 +337,13 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config, op
                 ),
             );
         }
-        spike_alerts(y, spec, &c, opts);
+        spike_alerts(y, spec, c, opts);
     }
 }
 
 /// The `statuswatch.baseline` group: one sample per complete window, the
 /// frozen windows, spike onsets, and the baseline sums.
-pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], cfg: &Config) {
-    let c = Chain::new(cfg);
+pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], c: &Chain) {
     y.group(
         "statuswatch.baseline",
         Some(&c.w),
@@ -451,7 +460,7 @@ fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions)
         name: &tenant_alert,
         expr: &format!("{}{m}", c.spike("tenant")),
         for_: Some(opts.spike_for),
-        keep_firing_for: Some(spec.clear_after),
+        keep_firing_for: Some(c.cadence.keep_firing(spec.clear_after)),
         labels: &[("severity", "warning"), (SIG, sig)],
         summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
         description: &format!(
@@ -464,7 +473,7 @@ fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions)
         name: &overall_alert,
         expr: &format!("{}{m}", c.spike("job")),
         for_: Some(opts.spike_for),
-        keep_firing_for: Some(spec.clear_after),
+        keep_firing_for: Some(c.cadence.keep_firing(spec.clear_after)),
         labels: &[("severity", spec.severity.as_str()), (SIG, sig)],
         summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
         description: &format!(

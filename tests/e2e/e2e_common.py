@@ -6,14 +6,17 @@ start-up, Prometheus queries, and `promtool check metrics` on a live scrape.
 Python standard library only; the scripts import it from their own directory
 (`python3 tests/e2e/test_alerts.py` puts tests/e2e on sys.path).
 """
+import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -197,18 +200,49 @@ class Procs:
 
 # ---------------------------------------------------------------- prometheus / alertmanager
 
+def env_bin(var, *names):
+    """$VAR when set (./dev.sh test points PROMETHEUS_BIN, ALERTMANAGER_BIN and PROMTOOL_BIN
+    at the Prometheus 3.5 / Alertmanager 0.33 of scripts/prometheus-versions.sh), else the
+    first of `names` found. A set $VAR that is not executable gives None (with a note on
+    stderr), never a silent fallback to another version."""
+    v = os.environ.get(var)
+    if v:
+        found = which(v)
+        if not found:
+            print(f"{var}={v} is not an executable file", file=sys.stderr, flush=True)
+        return found
+    return which(*names)
+
+
 def prometheus_bin():
-    return which(os.environ.get("PROMETHEUS_BIN"), "prometheus")
+    return env_bin("PROMETHEUS_BIN", "prometheus")
 
 
 def alertmanager_bin():
-    return which(os.environ.get("ALERTMANAGER_BIN"), "prometheus-alertmanager", "alertmanager")
+    return env_bin("ALERTMANAGER_BIN", "prometheus-alertmanager", "alertmanager")
 
 
-def prometheus_config(static_configs, rule_files=(), alertmanagers=(), scrape_timeout="1s"):
-    """Scrape and evaluate every second; one job "statuswatch" with `static_configs`
-    ([{"targets": [...], "labels": {...}}]). Returned as text: JSON is valid YAML."""
-    cfg = {"global": {"scrape_interval": "1s", "scrape_timeout": scrape_timeout, "evaluation_interval": "1s"}}
+def prometheus_version(binary):
+    """(major, minor, patch) from `BINARY --version`, e.g. (3, 5, 3) for "prometheus, version
+    3.5.3+ds1 (branch: ...)"; the same for promtool, alertmanager and amtool. None when it
+    does not run or says no version."""
+    if not binary:
+        return None
+    try:
+        r = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"\bversion (\d+)\.(\d+)\.(\d+)", r.stdout + r.stderr)
+    return tuple(int(g) for g in m.groups()) if m else None
+
+
+def prometheus_config(static_configs, rule_files=(), alertmanagers=(), scrape_timeout="1s",
+                      scrape_interval="1s", evaluation_interval="1s"):
+    """Scrape and evaluate every second (unless told otherwise); one job "statuswatch"
+    with `static_configs` ([{"targets": [...], "labels": {...}}]). Returned as text:
+    JSON is valid YAML."""
+    cfg = {"global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_timeout,
+                      "evaluation_interval": evaluation_interval}}
     if rule_files:
         cfg["rule_files"] = list(rule_files)
     if alertmanagers:
@@ -219,13 +253,13 @@ def prometheus_config(static_configs, rule_files=(), alertmanagers=(), scrape_ti
 
 
 def start_prometheus(procs, config_text, prom_bin=None, data_dir="prom-data", log_level=None, name="prometheus"):
-    """Write TMP/prometheus.yml, start Prometheus on a free loopback port; returns a Prom.
+    """Write TMP/NAME.yml, start Prometheus on a free loopback port; returns a Prom.
     Does not wait: use `prom.ready()`."""
     prom_bin = prom_bin or prometheus_bin()
     if not prom_bin:
         raise RuntimeError("prometheus not found (apt-get install prometheus, or set PROMETHEUS_BIN)")
     port = free_port()
-    cfg = write(os.path.join(procs.tmp, "prometheus.yml"), config_text)
+    cfg = write(os.path.join(procs.tmp, f"{name}.yml"), config_text)
     data = os.path.join(procs.tmp, data_dir)
     os.makedirs(data, exist_ok=True)
     argv = [prom_bin, f"--config.file={cfg}", f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}"]
@@ -338,9 +372,10 @@ def promtool_check_metrics(text):
     nothing for a clean exposition, parse errors (exit 1) or lint problems such as
     counter naming (exit 3) otherwise; statuswatch's scrape is clean, so any output
     or a non-zero exit fails."""
-    tool = which(os.environ.get("PROMTOOL_BIN"), "promtool")
+    tool = env_bin("PROMTOOL_BIN", "promtool")
     if not tool:
-        return False, "promtool not found (Debian: apt-get install prometheus, or set PROMTOOL_BIN)"
+        return False, ("PROMTOOL_BIN is not an executable file" if os.environ.get("PROMTOOL_BIN") else
+                       "promtool not found (Debian: apt-get install prometheus, or set PROMTOOL_BIN)")
     r = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     out = (r.stdout + r.stderr).strip()
     series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
@@ -377,3 +412,154 @@ def run_main(results, name, run, *args, note=""):
     print(f"(took {time.monotonic() - started:.0f} s{note})")
     print(f"{name}: {results.passed} passed, {results.failed} failed", flush=True)
     sys.exit(1 if results.failed or not results.passed else 0)
+
+
+# ---------------------------------------------------------------- traffic and alert watching
+
+class Load:
+    """Poisson arrivals per tenant at `rates` (tenant -> req/s), for each fleet
+    (name -> [proxy ports]) independently; each request goes to a random sidecar of its
+    fleet through keep-alive connections and asks the demo upstream for the status
+    `code(rng, mode)` picks for the tenant's current mode (`set`; mode "off" sends
+    nothing). `counts[(fleet, code asked, status got or "error")]` tallies the answers."""
+
+    def __init__(self, fleets, rates, modes, code, seed, workers=8):
+        self.fleets, self.rates, self.code = fleets, dict(rates), code
+        self.mode = dict(modes)
+        self.rng = random.Random(seed)
+        self.workers = workers
+        self.stop_ev = threading.Event()
+        self.queue = []
+        self.cv = threading.Condition()
+        self.lock = threading.Lock()
+        self.counts = {}
+        self.threads = []
+
+    def set(self, tenant, mode):
+        with self.lock:
+            self.mode[tenant] = mode
+
+    def start(self):
+        self.threads.append(threading.Thread(target=self._schedule, daemon=True))
+        for i in range(self.workers):
+            self.threads.append(threading.Thread(target=self._work, args=(i,), daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _schedule(self):
+        step = 0.1
+        nxt = time.monotonic()
+        while not self.stop_ev.is_set():
+            batch = []
+            with self.lock:
+                modes = dict(self.mode)
+            for fleet, ports in self.fleets.items():
+                for t, rate in self.rates.items():
+                    if modes.get(t, "off") == "off":
+                        continue
+                    lam = rate * step
+                    # Poisson by inversion
+                    n, p, lim = 0, self.rng.random(), pow(2.718281828459045, -lam)
+                    while p > lim:
+                        n += 1
+                        p *= self.rng.random()
+                    for _ in range(n):
+                        batch.append((fleet, self.rng.choice(ports), t, self.code(self.rng, modes[t])))
+            self.rng.shuffle(batch)
+            with self.cv:
+                self.queue.extend(batch)
+                self.cv.notify_all()
+            nxt += step
+            time.sleep(max(0.0, nxt - time.monotonic()))
+
+    def _work(self, i):
+        conns = {}
+        while not self.stop_ev.is_set():
+            with self.cv:
+                while not self.queue and not self.stop_ev.is_set():
+                    self.cv.wait(0.2)
+                if not self.queue:
+                    continue
+                fleet, port, tenant, code = self.queue.pop(0)
+            got = "error"
+            for _attempt in range(2):
+                try:
+                    c = conns.get(port)
+                    if c is None:
+                        c = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                    c.request("GET", f"/status/{code}", headers={"X-Tenant-Name": tenant, "X-Api-Key": "replay-key"})
+                    r = c.getresponse()
+                    r.read()
+                    got = r.status
+                    if r.getheader("connection", "").lower() == "close":
+                        c.close()
+                        conns.pop(port, None)
+                    break
+                except (OSError, http.client.HTTPException):
+                    c = conns.pop(port, None)
+                    if c:
+                        c.close()
+            with self.lock:
+                k = (fleet, code, got)
+                self.counts[k] = self.counts.get(k, 0) + 1
+
+    def stop(self):
+        self.stop_ev.set()
+        with self.cv:
+            self.cv.notify_all()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+class Watch:
+    """Polls Prometheus every second: firing alerts (and, with `spikes`, in-process
+    spikes), as onsets. `history` holds (t, active set) at every poll; an element of a set
+    is (cluster, kind, name, tenant, extra): kind "alert" (name = alertname, extra = the
+    labels as JSON) or "spike" (name = signal, extra = instance)."""
+
+    def __init__(self, prom, spikes=True):
+        self.prom = prom
+        self.spikes = spikes
+        self.onsets = []   # (t, fleet, kind, name, tenant, extra)
+        self.active = set()
+        self.history = []  # (t, active set) at every poll
+        self.wall = {}     # onset t -> wall clock (for range queries)
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.errors = 0
+
+    def query(self, q):
+        res = self.prom.result(q)
+        if res is None:
+            self.errors += 1
+        return res
+
+    def _loop(self):
+        while not self.stop_ev.is_set():
+            t = time.monotonic()
+            wall = time.time()
+            now = set()
+            alerts = self.query('ALERTS{alertstate="firing"}')
+            spikes = self.query("statuswatch_spike_active == 1") if self.spikes else []
+            if alerts is not None and spikes is not None:
+                for r in alerts:
+                    m = r["metric"]
+                    now.add((m.get("cluster", "?"), "alert", m["alertname"], m.get("tenant"),
+                             json.dumps(m, sort_keys=True)))
+                for r in spikes:
+                    m = r["metric"]
+                    now.add((m.get("cluster", "?"), "spike", m["signal"], m.get("tenant"), m.get("instance")))
+                for key in now - self.active:
+                    fleet, kind, name, tenant, extra = key
+                    self.onsets.append((t, fleet, kind, name, tenant, extra))
+                    self.wall[t] = wall
+                self.active = now
+                self.history.append((t, now))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(timeout=5)

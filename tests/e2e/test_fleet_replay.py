@@ -38,17 +38,14 @@ Prints a table; fails if an incident's Prometheus alert does not fire within 60 
 any false Prometheus alert fires. Python standard library only.
 Environment: STATUSWATCH_BIN, PROMETHEUS_BIN, E2E_KEEP_TMP=1, REPLAY_SEED (default 11).
 """
-import http.client
 import json
 import os
-import random
 import subprocess
 import tempfile
-import threading
 import time
 
-from e2e_common import (finish_run, run_main, DEFAULT_CONFIG, ROOT, RULES, Procs, Results, free_port, http_get, log, prometheus_bin,
-                        prometheus_config, start_prometheus, wait_until)
+from e2e_common import (finish_run, run_main, DEFAULT_CONFIG, ROOT, RULES, Load, Procs, Results, Watch, free_port, http_get, log,
+                        prometheus_bin, prometheus_config, start_prometheus, wait_until)
 
 FLEETS = {"one": 1, "three": 3}
 RPS = 50.0
@@ -115,120 +112,38 @@ R = Results()
 check = R.check
 
 
-class Load:
-    """Poisson arrivals per tenant, for each fleet independently; each request goes to a
-    random sidecar of its fleet, through keep-alive connections."""
+def code_for(rng, mode):
+    """The status a request of a tenant in `mode` asks the demo upstream for."""
+    u = rng.random()
+    if mode == "451":
+        return 451
+    if mode == "5xx40":
+        return 500 if u < 0.3 else 503 if u < 0.4 else 200
+    if mode == "5xx35":
+        return 500 if u < 0.25 else 503 if u < 0.35 else 200
+    if mode == "chronic":
+        return 500 if u < 0.3 else 200
+    if mode == "pastdue":
+        if u < 0.7:
+            return 402
+        u = (u - 0.7) / 0.3
+    if u < BACKGROUND_5XX:
+        return 500 if u < BACKGROUND_5XX * 0.7 else 503
+    return 404 if u < 0.06 else 201 if u < 0.15 else 200
 
-    def __init__(self, fleets, seed):
-        self.fleets = fleets  # name -> [proxy ports]
-        self.rng = random.Random(seed)
-        self.mode = {t: "bg" for t in TENANTS}
-        self.mode[NEWCOMER] = "off"
-        for t in CHRONIC:
-            self.mode[t] = "chronic"
-        self.mode[PAST_DUE] = "pastdue"
-        self.stop_ev = threading.Event()
-        self.queue = []
-        self.cv = threading.Condition()
-        self.lock = threading.Lock()
-        self.counts = {}
-        self.threads = []
-        total = sum(WEIGHTS)
-        self.rates = {t: RPS * w / total for t, w in zip(TENANTS, WEIGHTS)}
-        self.rates[NEWCOMER] = NEWCOMER_RPS
 
-    def set(self, tenant, mode):
-        with self.lock:
-            self.mode[tenant] = mode
-
-    def code(self, rng, mode):
-        u = rng.random()
-        if mode == "451":
-            return 451
-        if mode == "5xx40":
-            return 500 if u < 0.3 else 503 if u < 0.4 else 200
-        if mode == "5xx35":
-            return 500 if u < 0.25 else 503 if u < 0.35 else 200
-        if mode == "chronic":
-            return 500 if u < 0.3 else 200
-        if mode == "pastdue":
-            if u < 0.7:
-                return 402
-            u = (u - 0.7) / 0.3
-        if u < BACKGROUND_5XX:
-            return 500 if u < BACKGROUND_5XX * 0.7 else 503
-        return 404 if u < 0.06 else 201 if u < 0.15 else 200
-
-    def start(self):
-        self.threads.append(threading.Thread(target=self._schedule, daemon=True))
-        for i in range(8):
-            self.threads.append(threading.Thread(target=self._work, args=(i,), daemon=True))
-        for t in self.threads:
-            t.start()
-
-    def _schedule(self):
-        step = 0.1
-        nxt = time.monotonic()
-        while not self.stop_ev.is_set():
-            batch = []
-            with self.lock:
-                modes = dict(self.mode)
-            for fleet, ports in self.fleets.items():
-                for t in self.rates:
-                    if modes[t] == "off":
-                        continue
-                    lam = self.rates[t] * step
-                    # Poisson by inversion
-                    n, p, lim = 0, self.rng.random(), pow(2.718281828459045, -lam)
-                    while p > lim:
-                        n += 1
-                        p *= self.rng.random()
-                    for _ in range(n):
-                        batch.append((fleet, self.rng.choice(ports), t, self.code(self.rng, modes[t])))
-            self.rng.shuffle(batch)
-            with self.cv:
-                self.queue.extend(batch)
-                self.cv.notify_all()
-            nxt += step
-            time.sleep(max(0.0, nxt - time.monotonic()))
-
-    def _work(self, i):
-        conns = {}
-        while not self.stop_ev.is_set():
-            with self.cv:
-                while not self.queue and not self.stop_ev.is_set():
-                    self.cv.wait(0.2)
-                if not self.queue:
-                    continue
-                fleet, port, tenant, code = self.queue.pop(0)
-            got = "error"
-            for _attempt in range(2):
-                try:
-                    c = conns.get(port)
-                    if c is None:
-                        c = conns[port] = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                    c.request("GET", f"/status/{code}", headers={"X-Tenant-Name": tenant, "X-Api-Key": "replay-key"})
-                    r = c.getresponse()
-                    r.read()
-                    got = r.status
-                    if r.getheader("connection", "").lower() == "close":
-                        c.close()
-                        conns.pop(port, None)
-                    break
-                except (OSError, http.client.HTTPException):
-                    c = conns.pop(port, None)
-                    if c:
-                        c.close()
-            with self.lock:
-                k = (fleet, code, got)
-                self.counts[k] = self.counts.get(k, 0) + 1
-
-    def stop(self):
-        self.stop_ev.set()
-        with self.cv:
-            self.cv.notify_all()
-        for t in self.threads:
-            t.join(timeout=5)
+def new_load(fleets, seed):
+    """The replay's traffic: Zipf rates over TENANTS, chronic and past-due tenants, and
+    the newcomer off until its incident."""
+    total = sum(WEIGHTS)
+    rates = {t: RPS * w / total for t, w in zip(TENANTS, WEIGHTS)}
+    rates[NEWCOMER] = NEWCOMER_RPS
+    modes = {t: "bg" for t in TENANTS}
+    modes[NEWCOMER] = "off"
+    for t in CHRONIC:
+        modes[t] = "chronic"
+    modes[PAST_DUE] = "pastdue"
+    return Load(fleets, rates, modes, code_for, seed)
 
 
 # The inputs of the spike decision, in the order the rules build them (see the
@@ -261,56 +176,6 @@ def explain(prom, fleet, tenant, signal, wall, before=90, after=5):
     for ts in stamps[::3]:
         print("    " + f"{ts - wall:6.0f} " + " ".join(
             f"{series[name][ts]:9.3f}" if ts in series[name] else f"{'':>9}" for name, _ in EXPLAIN))
-
-
-class Watch:
-    """Polls Prometheus every second: firing alerts and in-process spikes, as onsets."""
-
-    def __init__(self, prom):
-        self.prom = prom
-        self.onsets = []   # (t, fleet, kind, name, tenant, labels)
-        self.active = set()
-        self.history = []  # (t, active set) at every poll
-        self.wall = {}     # onset t -> wall clock (for range queries)
-        self.stop_ev = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.errors = 0
-
-    def query(self, q):
-        res = self.prom.result(q)
-        if res is None:
-            self.errors += 1
-        return res
-
-    def _loop(self):
-        while not self.stop_ev.is_set():
-            t = time.monotonic()
-            wall = time.time()
-            now = set()
-            alerts = self.query('ALERTS{alertstate="firing"}')
-            spikes = self.query("statuswatch_spike_active == 1")
-            if alerts is not None and spikes is not None:
-                for r in alerts:
-                    m = r["metric"]
-                    now.add((m.get("cluster", "?"), "alert", m["alertname"], m.get("tenant"),
-                             json.dumps(m, sort_keys=True)))
-                for r in spikes:
-                    m = r["metric"]
-                    now.add((m.get("cluster", "?"), "spike", m["signal"], m.get("tenant"), m.get("instance")))
-                for key in now - self.active:
-                    fleet, kind, name, tenant, extra = key
-                    self.onsets.append((t, fleet, kind, name, tenant, extra))
-                    self.wall[t] = wall
-                self.active = now
-                self.history.append((t, now))
-            time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.stop_ev.set()
-        self.thread.join(timeout=5)
 
 
 def run():
@@ -375,7 +240,7 @@ def run():
               + (f", unhealthy: {bad}" if bad else ""))
 
         seed = int(os.environ.get("REPLAY_SEED", "11"))
-        load = Load(fleets, seed)
+        load = new_load(fleets, seed)
         watch = Watch(prom)
         t0 = time.monotonic()
         load.start()

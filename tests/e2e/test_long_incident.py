@@ -38,7 +38,13 @@ AFTER = 60
 RPS = 6.0
 SLACK = 3
 
+# Prometheus scrapes and evaluates every second here: the rules' 10 s window
+# then holds 10 samples (generated for a 15 s scrape they would be 1 minute).
 CONFIG = f"""
+[prometheus]
+scrape_interval = "1s"
+evaluation_interval = "1s"
+
 [detector]
 short_window = "{WINDOW}s"
 baseline_half_life = "{BASELINE}s"
