@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::cadence::{Cadence, BLIND_SAMPLES, MIN_SAMPLES};
+use super::cadence::{Cadence, BLIND_SAMPLES};
 use super::spikes::Chain;
 use super::yaml::{prom_duration, q, Alert, Yaml};
 use super::{code_labels, RulesOptions, POD_LABELS, TEN};
@@ -118,6 +118,7 @@ fn blind_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
     let cadence = &c.cadence;
     let job = q(&opts.job_regex);
     let (w, si) = (&c.w, prom_duration(cadence.scrape));
+    let per_window = cadence.window.as_millis() / cadence.scrape.as_millis().max(1);
     // The best-scraped sidecar of each job: one slow or restarted pod does
     // not make the job's sums blind.
     y.alert(Alert {
@@ -132,7 +133,7 @@ fn blind_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
             "statuswatch rules of {{{{ $labels.job }}}} see {{{{ $value }}}} samples per {w} window: scraped too sparsely, spike alerts blind"
         ),
         description: &format!(
-            "The statuswatch rules were generated for a scrape every {si} ({MIN_SAMPLES} samples in each {w} window they judge; they need at least {BLIND_SAMPLES}), but Prometheus holds only {{{{ $value }}}} sample(s) of {{{{ $labels.job }}}} per {w}: increase() over one sample returns nothing, over two it is noise, so the spike alerts are blind or page healthy tenants. Regenerate the rules with the scrape and evaluation intervals in use (statuswatch rules --scrape-interval 60s --evaluation-interval 60s, or the prometheus.* config keys), or scrape the sidecars every {si}."
+            "The statuswatch rules were generated for a scrape every {si} ({per_window} samples in each {w} window they judge; they need at least {BLIND_SAMPLES}), but Prometheus holds only {{{{ $value }}}} sample(s) of {{{{ $labels.job }}}} per {w}: increase() over one sample returns nothing, over two it is noise, so the spike alerts are blind or page healthy tenants. Regenerate the rules with the scrape and evaluation intervals in use (statuswatch rules --scrape-interval 60s --evaluation-interval 60s, or the prometheus.* config keys), or scrape the sidecars every {si}."
         ),
         runbook: None,
     });

@@ -416,6 +416,29 @@ def run_main(results, name, run, *args, note=""):
 
 # ---------------------------------------------------------------- traffic and alert watching
 
+def replay_code(rng, mode, background_5xx=0.02):
+    """The status a request of a tenant in `mode` asks the demo upstream for, REV23-like:
+    "bg" (a `background_5xx` share of 500/503, some 404 and 201), "5xx40" / "5xx35" (an
+    incident: 40 % / 35 % 5xx), "chronic" (30 % 500 all along), "pastdue" (70 % 402, the
+    rest as "bg"), "451" (suspended)."""
+    u = rng.random()
+    if mode == "451":
+        return 451
+    if mode == "5xx40":
+        return 500 if u < 0.3 else 503 if u < 0.4 else 200
+    if mode == "5xx35":
+        return 500 if u < 0.25 else 503 if u < 0.35 else 200
+    if mode == "chronic":
+        return 500 if u < 0.3 else 200
+    if mode == "pastdue":
+        if u < 0.7:
+            return 402
+        u = (u - 0.7) / 0.3
+    if u < background_5xx:
+        return 500 if u < background_5xx * 0.7 else 503
+    return 404 if u < 0.06 else 201 if u < 0.15 else 200
+
+
 class Load:
     """Poisson arrivals per tenant at `rates` (tenant -> req/s), for each fleet
     (name -> [proxy ports]) independently; each request goes to a random sidecar of its

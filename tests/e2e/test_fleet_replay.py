@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 import time
 
-from e2e_common import (finish_run, run_main, DEFAULT_CONFIG, ROOT, RULES, Load, Procs, Results, Watch, free_port, http_get, log,
+from e2e_common import (finish_run, replay_code, run_main, DEFAULT_CONFIG, ROOT, RULES, Load, Procs, Results, Watch, free_port, http_get, log,
                         prometheus_bin, prometheus_config, start_prometheus, wait_until)
 
 FLEETS = {"one": 1, "three": 3}
@@ -112,26 +112,6 @@ R = Results()
 check = R.check
 
 
-def code_for(rng, mode):
-    """The status a request of a tenant in `mode` asks the demo upstream for."""
-    u = rng.random()
-    if mode == "451":
-        return 451
-    if mode == "5xx40":
-        return 500 if u < 0.3 else 503 if u < 0.4 else 200
-    if mode == "5xx35":
-        return 500 if u < 0.25 else 503 if u < 0.35 else 200
-    if mode == "chronic":
-        return 500 if u < 0.3 else 200
-    if mode == "pastdue":
-        if u < 0.7:
-            return 402
-        u = (u - 0.7) / 0.3
-    if u < BACKGROUND_5XX:
-        return 500 if u < BACKGROUND_5XX * 0.7 else 503
-    return 404 if u < 0.06 else 201 if u < 0.15 else 200
-
-
 def new_load(fleets, seed):
     """The replay's traffic: Zipf rates over TENANTS, chronic and past-due tenants, and
     the newcomer off until its incident."""
@@ -143,7 +123,7 @@ def new_load(fleets, seed):
     for t in CHRONIC:
         modes[t] = "chronic"
     modes[PAST_DUE] = "pastdue"
-    return Load(fleets, rates, modes, code_for, seed)
+    return Load(fleets, rates, modes, lambda rng, mode: replay_code(rng, mode, BACKGROUND_5XX), seed)
 
 
 # The inputs of the spike decision, in the order the rules build them (see the
