@@ -59,6 +59,8 @@ SETTLE = 120       # an incident explains alerts starting up to this long after 
 BOUNDS = {15: 60.0, 30: 90.0, 60: 240.0}
 BOUNDS_LOW_VOLUME = {15: 105.0, 30: 120.0, 60: 240.0}
 GUARD_BOUND = 600.0
+# what rules run under a sparser scrape than they were generated for rightly raise
+GUARD_ALERTS = {"StatuswatchRulesUndersampled", "StatuswatchRulesBlind"}
 BURN_ALERTS = {"StatuswatchErrorBudgetBurn", "StatuswatchTenantErrorBudgetBurn",
                "StatuswatchErrorBudgetBurnSlow", "StatuswatchTenantErrorBudgetBurnSlow"}
 DEFAULT_PROMS = ["p15:15s/30s:15s/30s", "p60:60s/60s:60s/60s", "stale60:60s/60s:15s/30s"]
@@ -242,7 +244,7 @@ def run(proms):
                          if missing else ""))
             false = []
             for t, _, kind, what, tenant, extra in watch.onsets:
-                if what in BURN_ALERTS or (not s["matched"] and what == "StatuswatchRulesUndersampled"):
+                if what in BURN_ALERTS or (not s["matched"] and what in GUARD_ALERTS):
                     continue
                 if not any(onset[n] <= t <= ends[n] + SETTLE and explains(n, what, tenant) for n, *_ in INCIDENTS):
                     false.append((round(t - t0), what, tenant, extra))
