@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::cadence::{Cadence, BLIND_SAMPLES};
 use super::spikes::Chain;
 use super::yaml::{prom_duration, q, Alert, Yaml};
-use super::{code_labels, RulesOptions, POD_LABELS, TEN};
+use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
+use crate::detect::SUSPENDED_SIGNAL;
 use crate::metrics::names::{
     BUILD_INFO, RESPONSES_TOTAL, SUSPENSIONS_TOTAL, TENANT_OVERFLOW_TOTAL, TENANT_SUSPENDED,
 };
@@ -55,7 +56,7 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, cadence: &Cadence) {
         ),
         for_: None,
         keep_firing_for: None,
-        labels: &[("severity", "critical"), ("signal", "suspended")],
+        labels: &[("severity", "critical"), (SIG, SUSPENDED_SIGNAL)],
         summary: &format!(
             "Suspension wave: {{{{ $value }}}} tenants of {{{{ $labels.job }}}} newly suspended within {ww}"
         ),

@@ -27,13 +27,13 @@ use super::cadence::Cadence;
 use super::yaml::{num, prom_duration, q, Alert, Yaml};
 use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
-use crate::detect::{SignalSpec, P0_MAX};
+use crate::detect::{SignalSpec, P0_MAX, SUSPENDED_SIGNAL};
 use crate::metrics::names::RESPONSES_TOTAL;
 
 /// The alert-name fragment of a signal: "5xx" → "5xx", "suspended" →
 /// "Suspension" (its historical name), "payment_required" → "PaymentRequired".
 pub fn signal_title(name: &str) -> String {
-    if name == "suspended" {
+    if name == SUSPENDED_SIGNAL {
         return "Suspension".into();
     }
     name.split(['_', '-'])
@@ -439,15 +439,15 @@ fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions)
     let w = &c.w;
     let m = format!("{{{SIG}={}}}", q(sig));
     let title = signal_title(sig);
-    let known = matches!(sig, "5xx" | "suspended");
+    let known = matches!(sig, "5xx" | SUSPENDED_SIGNAL);
     let what = match sig {
         "5xx" => "5xx".to_string(),
-        "suspended" => "451 (suspended)".to_string(),
+        SUSPENDED_SIGNAL => "451 (suspended)".to_string(),
         other => format!("{other} ({})", describe_codes(spec)),
     };
     let hint = match sig {
         "5xx" => " origin=\"proxy\" in statuswatch_responses_total means the API could not be reached (502/504), origin=\"upstream\" that it answered 5xx.",
-        "suspended" => " The studio's subscription was suspended over a suspected terms-of-service violation: confirm it was intended.",
+        SUSPENDED_SIGNAL => " The studio's subscription was suspended over a suspected terms-of-service violation: confirm it was intended.",
         _ => "",
     };
     let stat = format!(
