@@ -175,6 +175,11 @@ if missing := required - set(names):
 if len(names) != len(set(names)):
     problems.append("duplicate alert names")
 readme = (pathlib.Path(sys.argv[1]).parents[3] / "README.md").read_text()
+import json
+dashboards = {}
+for f in (pathlib.Path(sys.argv[1]).parents[3] / "dashboards").glob("*.json"):
+    d = json.loads(f.read_text())
+    dashboards[d["uid"]] = {v["name"] for v in d.get("templating", {}).get("list", [])}
 for a in alerts:
     n, lab, ann = a["alert"], a.get("labels", {}), a.get("annotations", {})
     if lab.get("severity") not in ("critical", "warning", "info"):
@@ -189,6 +194,18 @@ for a in alerts:
         problems.append(f"{n}: README has no '### Runbook: ' section for {url}")
     if n.startswith("StatuswatchTenant") and n != "StatuswatchTenantOverflow" and "$labels.tenant" not in ann.get("description", ""):
         problems.append(f"{n}: description must name {{{{ $labels.tenant }}}}")
+    # dashboard_url: a dashboard of this repository, with variables it has
+    if "dashboard_url" in ann:
+        m = re.fullmatch(r"/d/([a-z0-9-]+)\?(.*)", ann["dashboard_url"])
+        dash = dashboards.get(m.group(1)) if m else None
+        if dash is None:
+            problems.append(f"{n}: dashboard_url {ann['dashboard_url']!r} names no dashboard in dashboards/")
+        else:
+            for var in re.findall(r"var-([a-z_]+)=", m.group(2)):
+                if var not in dash:
+                    problems.append(f"{n}: dashboard_url sets var-{var}, which {m.group(1)} does not have")
+    elif n.endswith("Spike"):
+        problems.append(f"{n}: spike alerts link their dashboard (dashboard_url)")
     if re.search(r"\bsum by\b|\bmax by\b", a["expr"]):
         problems.append(f"{n}: aggregate without (instance, pod, container), not by, so namespace/cluster/job survive")
 for r in records:

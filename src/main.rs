@@ -93,6 +93,10 @@ enum Command {
         /// Regex of the scrape job name(s) of the sidecars (health alerts).
         #[arg(long, default_value = statuswatch::rules::DEFAULT_JOB_REGEX)]
         job_regex: String,
+        /// Base URL of Grafana for the alerts' dashboard_url annotation (default:
+        /// links relative to Grafana's root, /d/statuswatch-tenant?var-...).
+        #[arg(long, default_value = "")]
+        grafana_url: String,
         /// How often Prometheus scrapes the sidecars (humantime, e.g. 30s);
         /// overrides prometheus.scrape_interval.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -180,6 +184,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             runbook_base_url,
             spike_for,
             job_regex,
+            grafana_url,
             scrape_interval,
             evaluation_interval,
         } => {
@@ -197,6 +202,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 runbook_base_url,
                 spike_for,
                 job_regex,
+                grafana_url,
             };
             print!("{}", statuswatch::rules::render(&live, &opts)?);
             Ok(())

@@ -181,6 +181,34 @@ fn suspended_tenant_gauge_follows_latest_answer() {
     );
 }
 
+/// The suspended state follows the `suspended` signal's codes: pointed at
+/// 403, a tenant answered 403 is suspended and one answered 451 is not.
+#[test]
+fn suspended_state_follows_the_signals_codes() {
+    let up = Upstream::start();
+    let sw = Statuswatch::start(up.addr, "[signals.suspended]\ncodes = [403]\n");
+    get(sw.proxy, "/status/403", &[("X-Tenant-Name", "locked")]).unwrap();
+    get(sw.proxy, "/status/451", &[("X-Tenant-Name", "legal")]).unwrap();
+    let m = sw.metrics();
+    assert_eq!(
+        m.get("statuswatch_tenant_suspended", &[("tenant", "locked")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("statuswatch_tenant_suspended", &[("tenant", "legal")]),
+        None
+    );
+    assert_eq!(m.get("statuswatch_suspensions_total", &[]), Some(1.0));
+    // both answers are still tallied by their own code
+    assert_eq!(
+        m.sum(
+            "statuswatch_responses_total",
+            &[("tenant", "legal"), ("code", "451")]
+        ),
+        1.0
+    );
+}
+
 #[test]
 fn upstream_down_is_502_from_the_proxy() {
     let dead = free_addr(); // nothing listens here

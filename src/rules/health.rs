@@ -11,36 +11,73 @@ use super::spikes::Chain;
 use super::yaml::{prom_duration, q, Alert, Yaml};
 use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
-use crate::detect::SUSPENDED_SIGNAL;
+use crate::detect::{SignalSpec, SUSPENDED_SIGNAL};
 use crate::metrics::names::{
     BUILD_INFO, RESPONSES_TOTAL, SUSPENSIONS_TOTAL, TENANT_OVERFLOW_TOTAL, TENANT_SUSPENDED,
 };
 
-/// The `statuswatch.suspensions` group.
-pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, cadence: &Cadence) {
+/// The `statuswatch.suspensions` group. A tenant counts as newly
+/// suspended only if it was not seen suspended at any time within the
+/// suspended signal's `relearn_after` before: a suspended studio that goes
+/// idle (its slot reclaimed after `tenant.idle_ttl`, its series gone) and
+/// calls again the next morning is not new. The memory is two recorded
+/// series per tenant seen suspended within that horizon: when it was last
+/// seen suspended, and since when its current suspension lasts (a gap
+/// shorter than the horizon is the same suspension).
+pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, spec: &SignalSpec, cadence: &Cadence) {
     let d = &cfg.detector;
     let ww = prom_duration(d.wave_window);
+    let horizon = spec.relearn_after.as_secs();
+    // How far back a rule finds its own last sample: the wave window, at
+    // least two and a half evaluations, so a Prometheus restart shorter than
+    // that keeps the memory.
+    let hold = prom_duration(d.wave_window.max(cadence.eval * 5 / 2));
     let r5 = prom_duration(cadence.raw_range(Duration::from_secs(300)));
+    let (max, last_seen, since) = (
+        "tenant:statuswatch_tenant_suspended:max",
+        "tenant:statuswatch_tenant_suspended:last_seen",
+        "tenant:statuswatch_tenant_suspended:since",
+    );
     y.group(
         "statuswatch.suspensions",
         None,
         &["Suspended tenants, deduplicated across pods (each pod sees its own share of a tenant)."],
     );
     y.record(
-        "tenant:statuswatch_tenant_suspended:max",
+        max,
         &[],
         &format!("max without ({POD_LABELS}) ({TENANT_SUSPENDED} == 1)"),
     );
     y.record(
         "job:statuswatch_tenants_suspended:count",
         &[],
-        "count without (tenant) (tenant:statuswatch_tenant_suspended:max)",
+        &format!("count without ({TEN}) ({max})"),
+    );
+    y.record(
+        last_seen,
+        &[],
+        &format!(
+            "(0 * {max} + time())\nor\n(last_over_time({last_seen}[{hold}]) > time() - {horizon})"
+        ),
+    );
+    // A new suspension starts at the evaluation that first sees it, but
+    // only once this Prometheus has scraped the job for a window: at its
+    // first start every tenant already suspended is "seen" at once, and its
+    // start is unknown (0, never new: the wave counts only onsets > 0).
+    y.record(
+        since,
+        &[],
+        &format!(
+            "(last_over_time({since}[{hold}]) and {last_seen})\nor\n(\n  (0 * {max} + time())\n    and ignoring ({TEN})\n  max without ({POD_LABELS}, version) ({BUILD_INFO} offset {w})\n)\nor\n0 * {max}",
+            w = prom_duration(cadence.window),
+        ),
     );
     y.record(
         &format!("job:statuswatch_tenants_newly_suspended:count{ww}"),
         &[],
         &format!(
-            "count without ({TEN}) (\n  max without ({POD_LABELS}) (max_over_time({TENANT_SUSPENDED}[{ww}]) == 1)\n    unless\n  max without ({POD_LABELS}) ({TENANT_SUSPENDED} offset {ww} == 1)\n)"
+            "count without ({TEN}) (\n  ({since} > time() - {} > 0)\n    and\n  {max}\n)",
+            d.wave_window.as_secs()
         ),
     );
     y.record(
@@ -48,6 +85,14 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, cadence: &Cadence) {
         &[],
         &format!("sum without ({POD_LABELS}) (rate({SUSPENSIONS_TOTAL}[{r5}]))"),
     );
+    let days = prom_duration(spec.relearn_after);
+    let codes = spec
+        .classes
+        .iter()
+        .cloned()
+        .chain(spec.codes.iter().map(|c| c.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
     y.alert(Alert {
         name: "StatuswatchSuspensionWave",
         expr: &format!(
@@ -61,9 +106,11 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, cadence: &Cadence) {
             "Suspension wave: {{{{ $value }}}} tenants of {{{{ $labels.job }}}} newly suspended within {ww}"
         ),
         description: &format!(
-            "{{{{ $value }}}} distinct tenants of {{{{ $labels.job }}}} became suspended (answered 451) within the last {ww}, counted once each however many pods saw them (the wave needs {}). Either a real abuse wave or a faulty suspension job locking out paying studios: see tenant:statuswatch_tenant_suspended:max.",
-            d.wave_tenants
+            "{{{{ $value }}}} distinct tenants of {{{{ $labels.job }}}} became suspended (answered {codes}) within the last {ww}, none of them suspended at any time in the {days} before, counted once each however many pods saw them (the wave needs {}): {{{{ range $i, $t := query (printf \"({since}{{job=%q}} > time() - {} > 0) and {max}\" $labels.job) | sortByLabel \"tenant\" }}}}{{{{ if $i }}}}, {{{{ end }}}}{{{{ $t.Labels.tenant }}}}{{{{ end }}}}. Either a real abuse wave or a faulty suspension job locking out paying studios.",
+            d.wave_tenants,
+            d.wave_window.as_secs(),
         ),
+        dashboard: None,
         runbook: None,
     });
 }
@@ -83,6 +130,7 @@ pub(super) fn health_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
         labels: &[("severity", "critical")],
         summary: "statuswatch {{ $labels.instance }} cannot be scraped",
         description: "Prometheus cannot scrape the statuswatch admin listener at {{ $labels.instance }} for 1 minute: the sidecar is down (and with it the API traffic of its pod) or its /metrics is unreachable (admin listen address, bearer token, allow list).",
+        dashboard: None,
         runbook: None,
     });
     y.alert(Alert {
@@ -96,6 +144,7 @@ pub(super) fn health_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
             "No scrape target of job=~{:?} has been up for 5 minutes: every statuswatch target vanished (Deployment scaled to zero, ServiceMonitor or scrape config broken, relabelling changed the job name), so no statuswatch alert can fire.",
             opts.job_regex
         ),
+        dashboard: None,
         runbook: None,
     });
     y.alert(Alert {
@@ -108,6 +157,7 @@ pub(super) fn health_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
         labels: &[("severity", "warning")],
         summary: "Tenants of {{ $labels.job }} are being folded into __overflow__",
         description: "statuswatch has been counting requests as tenant __overflow__ for 10 minutes ({{ $value | humanize }} req/s): the tenant cap (tenant.max_tenants) is reached or tenants are not on the allowlist, so those tenants get no alerts of their own. Raise the cap or check for tenant-name abuse.",
+        dashboard: None,
         runbook: None,
     });
     blind_rules(y, opts, c);
@@ -136,6 +186,7 @@ fn blind_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
         description: &format!(
             "The statuswatch rules were generated for a scrape every {si} ({per_window} samples in each {w} window they judge; they need at least {BLIND_SAMPLES}), but Prometheus holds only {{{{ $value }}}} sample(s) of {{{{ $labels.job }}}} per {w}: increase() over one sample returns nothing, over two it is noise, so the spike alerts are blind or page healthy tenants. Regenerate the rules with the scrape and evaluation intervals in use (statuswatch rules --scrape-interval 60s --evaluation-interval 60s, or the prometheus.* config keys), or scrape the sidecars every {si}."
         ),
+        dashboard: None,
         runbook: None,
     });
     let kept = format!("{POD_LABELS}, {}, {TEN}", code_labels());
@@ -153,6 +204,7 @@ fn blind_rules(y: &mut Yaml, opts: &RulesOptions, c: &Chain) {
             "For 10 minutes the statuswatch rules have computed nothing for {{{{ $labels.job }}}} although its sidecars are up: either the scraped targets expose no statuswatch metrics (wrong job, or metric relabelling drops them), or statuswatch_responses_total is scraped but {} is missing (too few samples per {w} window, or a rule group failing to evaluate). No spike or burn-rate alert can fire meanwhile.",
             c.requests("job")
         ),
+        dashboard: None,
         runbook: None,
     });
 }

@@ -160,6 +160,7 @@ pub(super) fn burn_rate_rules(y: &mut Yaml, c: &Chain, src: &Source, budget: f64
         labels: &[("severity", "critical"), ("signal", "5xx")],
         summary: "5xx error budget of {{ $labels.job }} burning fast across all tenants",
         description: &format!("{{{{ $value | humanizePercentage }}}} of all responses are 5xx over the long window (1h or 6h), burning the {slo_pct} % SLO's error budget at 6x-14.4x: at this rate the 30-day budget is gone in 2-5 days."),
+        dashboard: None,
         runbook: None,
     });
     y.alert(Alert {
@@ -170,6 +171,7 @@ pub(super) fn burn_rate_rules(y: &mut Yaml, c: &Chain, src: &Source, budget: f64
         labels: &[("severity", "warning"), ("signal", "5xx")],
         summary: "5xx error budget of tenant {{ $labels.tenant }} burning fast",
         description: &format!("{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s responses are 5xx over the long window (1h or 6h), burning its {slo_pct} % SLO's error budget at 6x-14.4x."),
+        dashboard: None,
         runbook: None,
     });
     y.group(
@@ -206,6 +208,7 @@ pub(super) fn burn_rate_rules(y: &mut Yaml, c: &Chain, src: &Source, budget: f64
         labels: &[("severity", "warning"), ("signal", "5xx")],
         summary: "5xx error budget of {{ $labels.job }} burning slowly across all tenants",
         description: &format!("{{{{ $value | humanizePercentage }}}} of all responses are 5xx over the long window (1d or 3d), above the {slo_pct} % SLO's error budget (1x-3x burn): the 30-day budget will run out before the month ends."),
+        dashboard: None,
         runbook: None,
     });
     y.alert(Alert {
@@ -216,6 +219,7 @@ pub(super) fn burn_rate_rules(y: &mut Yaml, c: &Chain, src: &Source, budget: f64
         labels: &[("severity", "info"), ("signal", "5xx")],
         summary: "5xx error budget of tenant {{ $labels.tenant }} burning slowly",
         description: &format!("{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s responses are 5xx over the long window (1d or 3d), above its {slo_pct} % SLO's error budget (1x-3x burn)."),
+        dashboard: None,
         runbook: None,
     });
 }

@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use super::cadence::Cadence;
-use super::yaml::{num, prom_duration, q, Alert, Yaml};
+use super::yaml::{num, prom_duration, q, Yaml};
 use super::{code_labels, RulesOptions, POD_LABELS, SIG, TEN};
 use crate::config::Config;
 use crate::detect::{SignalSpec, P0_MAX, SUSPENDED_SIGNAL};
@@ -141,7 +141,7 @@ impl Chain {
         format!("{series}_offset{}", self.w)
     }
 
-    fn spike(&self, lvl: &str) -> String {
+    pub(super) fn spike(&self, lvl: &str) -> String {
         format!("{lvl}:statuswatch_signal_spike:ratio{}", self.w)
     }
 
@@ -337,7 +337,7 @@ pub(super) fn spike_rules(y: &mut Yaml, signals: &[SignalSpec], c: &Chain, opts:
                 ),
             );
         }
-        spike_alerts(y, spec, c, opts);
+        super::annotate::spike_alerts(y, spec, c, opts);
     }
 }
 
@@ -431,62 +431,6 @@ pub(super) fn baseline_rules(y: &mut Yaml, signals: &[SignalSpec], c: &Chain) {
             ),
         );
     }
-}
-
-/// The tenant and the fleet-wide alert of one signal, on its decision.
-fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &RulesOptions) {
-    let sig = spec.name.as_str();
-    let w = &c.w;
-    let m = format!("{{{SIG}={}}}", q(sig));
-    let title = signal_title(sig);
-    let known = matches!(sig, "5xx" | SUSPENDED_SIGNAL);
-    let what = match sig {
-        "5xx" => "5xx".to_string(),
-        SUSPENDED_SIGNAL => "451 (suspended)".to_string(),
-        other => format!("{other} ({})", describe_codes(spec)),
-    };
-    let hint = match sig {
-        "5xx" => " origin=\"proxy\" in statuswatch_responses_total means the API could not be reached (502/504), origin=\"upstream\" that it answered 5xx.",
-        SUSPENDED_SIGNAL => " The studio's subscription was suspended over a suspected terms-of-service violation: confirm it was intended.",
-        _ => "",
-    };
-    let stat = format!(
-        "improbable for the baseline share given the requests seen (chance below {}) and at least {}x that share.",
-        num(spec.significance),
-        num(spec.factor),
-    );
-    let tenant_alert = format!("StatuswatchTenant{title}Spike");
-    y.alert(Alert {
-        name: &tenant_alert,
-        expr: &format!("{}{m}", c.spike("tenant")),
-        for_: Some(opts.spike_for),
-        keep_firing_for: Some(c.cadence.keep_firing(spec.clear_after)),
-        labels: &[("severity", "warning"), (SIG, sig)],
-        summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
-        description: &format!(
-            "{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}, summed over all pods of {{{{ $labels.job }}}}: {stat}{hint}"
-        ),
-        runbook: (!known).then_some("StatuswatchTenantSignalSpike"),
-    });
-    let overall_alert = format!("Statuswatch{title}Spike");
-    y.alert(Alert {
-        name: &overall_alert,
-        expr: &format!("{}{m}", c.spike("job")),
-        for_: Some(opts.spike_for),
-        keep_firing_for: Some(c.cadence.keep_firing(spec.clear_after)),
-        labels: &[("severity", spec.severity.as_str()), (SIG, sig)],
-        summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
-        description: &format!(
-            "{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Check which tenants and which origin (upstream or proxy) the responses come from."
-        ),
-        runbook: (!known).then_some("StatuswatchSignalSpike"),
-    });
-}
-
-fn describe_codes(spec: &SignalSpec) -> String {
-    let mut parts: Vec<String> = spec.classes.clone();
-    parts.extend(spec.codes.iter().map(|c| c.to_string()));
-    parts.join(", ")
 }
 
 #[cfg(test)]

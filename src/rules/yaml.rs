@@ -62,6 +62,8 @@ pub(super) struct Alert<'a> {
     pub(super) labels: &'a [(&'a str, &'a str)],
     pub(super) summary: &'a str,
     pub(super) description: &'a str,
+    /// `dashboard_url`: the Grafana dashboard showing the decision that fired.
+    pub(super) dashboard: Option<String>,
     pub(super) runbook: Option<&'a str>,
 }
 
@@ -125,6 +127,9 @@ impl Yaml {
         self.out.push_str("        annotations:\n");
         let _ = writeln!(self.out, "          summary: {}", q(a.summary));
         let _ = writeln!(self.out, "          description: {}", q(a.description));
+        if let Some(d) = &a.dashboard {
+            let _ = writeln!(self.out, "          dashboard_url: {}", q(d));
+        }
         let _ = writeln!(self.out, "          runbook_url: {}", q(&url));
     }
 }

@@ -26,14 +26,26 @@ Checks, per dashboard:
                 rate/irate/increase/*_over_time/... has a range
   selectors     every statuswatch_* metric in a panel target has a {...} selector that
                 contains cluster=~"$cluster", namespace=~"$namespace", job=~"$job" and
-                instance=~"$instance"
+                instance=~"$instance" (each pod's own series)
+  fleet         fleet-level series -- the shipped rules' recorded series (tenant:statuswatch_...,
+                job:statuswatch_..., literal or as {__name__=~"..."}) and ALERTS / ALERTS_FOR_STATE --
+                carry cluster=~"$cluster", namespace=~"$namespace", job=~"$job" and never filter on
+                instance (they have no instance label: all pods summed); ALERTS* select alertname
+                =~"Statuswatch..." and ALERTS alertstate="firing"; a recorded name never spells its
+                window (ratio1m, sum1h: the window changes when the rules are generated for another
+                scrape interval), only a regex such as {__name__=~"tenant:statuswatch_signal_events:ratio[0-9a-z]+"};
+                a panel reading fleet series uses no $instance at all and its description says it
+                shows the fleet decision ("fleet") and ignores $instance; a panel reading a pod's
+                in-process spike gauges (statuswatch_spike_active, statuswatch_signal_ratio,
+                statuswatch_spikes_total) is titled "... (per pod, in-process)"
   links         every /d/<uid> link points at a dashboard in this directory; links to the
                 tenant dashboard pass var-tenant; the tenant dashboard links back to overview
   promql        (only if promtool is on PATH) every expr, with the variables substituted,
                 parses as PromQL (via `promtool check rules` on a throw-away rule file)
 
 A self-test then mutates copies of the dashboards (a fixed [5m] window, a UID literal, a
-missing unit, a duplicate id, a selector without $job, ...) and checks each mutation is caught.
+missing unit, a duplicate id, a selector without $job, a fleet panel filtering on $instance, a
+recorded name with a literal window, ...) and checks each mutation is caught.
 
 stdlib only. Usage: dashboards_lint.py [DASHBOARD_DIR]. Last line:
   dashboards-lint: N passed, M failed
@@ -65,6 +77,14 @@ VARIABLES = {  # name: (allValue, label_values query)
 ALLOWED_WINDOWS = {"$__rate_interval", "${__rate_interval}", "$__range", "${__range}"}
 DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)")
 METRIC = re.compile(r"(?<![A-Za-z0-9_:$])(statuswatch_[A-Za-z0-9_:]+)\s*(\{)?")
+# Fleet-level series: the rules' recorded series (level:statuswatch_...:operation) and the alerts' own.
+FLEET_SCOPE = SCOPE_LABELS[:3]
+RECORDED = re.compile(r"(?<![A-Za-z0-9_:$])([A-Za-z_][A-Za-z0-9_]*:statuswatch_[A-Za-z0-9_:]+)\s*(\{)?")
+ALERTS_RE = re.compile(r"(?<![A-Za-z0-9_:$])(ALERTS(?:_FOR_STATE)?)(?![A-Za-z0-9_:])\s*(\{)?")
+NAME_MATCHER = re.compile(r'__name__\s*(=~|=|!=|!~)\s*"((?:[^"\\]|\\.)*)"')
+LITERAL_WINDOW = re.compile(r"\d+(?:ms|s|m|h|d|w|y)(?![a-z])")
+POD_SPIKE_METRICS = ("statuswatch_spike_active", "statuswatch_signal_ratio", "statuswatch_spikes_total")
+POD_TITLE = "(per pod, in-process)"
 
 
 def all_panels(panels):
@@ -137,9 +157,9 @@ def check_expr(expr, where):
                 break
         if depth != 0:
             errs.append(f"{where}: unbalanced {o}{c}")
-    # range windows
-    for m in re.finditer(r"\[([^\]]*)\]", expr):
-        w = m.group(1).strip()
+    # range windows (outside string literals: a __name__ regex may hold a character class)
+    for m in re.finditer(r"\[([^\]]*)\]", bare):
+        w = expr[m.start(1):m.end(1)].strip()
         if w not in ALLOWED_WINDOWS:
             errs.append(f"{where}: range [{w}] must be [$__rate_interval] (or [$__range] for "
                         f"whole-range totals), not a fixed window or a subquery")
@@ -162,6 +182,86 @@ def check_expr(expr, where):
         for lbl, var in SCOPE_LABELS:
             if not re.search(r'\b' + lbl + r'\s*=~\s*"' + re.escape(var) + r'"', sel):
                 errs.append(f'{where}: {name}{sel} does not select {lbl}=~"{var}"')
+    return errs
+
+
+def fleet_selectors(expr):
+    """[(kind, name, selector text)] of the fleet-level series an expression reads: kind "alerts"
+    (ALERTS, ALERTS_FOR_STATE), "recorded" (a recorded name written out) or "regex" (a
+    {__name__=~"level:statuswatch_..."} selector; name = the regex). selector is None when bare."""
+    bare, _ = strip_strings(expr)
+    out = []
+
+    def selector_at(start):
+        end = matching(bare, start, "{", "}")
+        return expr[start:end + 1] if end > 0 else expr[start:]
+
+    for rx, kind in ((ALERTS_RE, "alerts"), (RECORDED, "recorded")):
+        for m in rx.finditer(bare):
+            out.append((kind, m.group(1), selector_at(m.end() - 1) if m.group(2) else None))
+    # selectors without a metric name in front: {__name__=~"...", ...}
+    for m in re.finditer(r"\{", bare):
+        before = bare[:m.start()].rstrip()
+        if before and re.search(r"[A-Za-z0-9_:]$", before):
+            continue
+        sel = selector_at(m.start())
+        nm = NAME_MATCHER.search(sel)
+        if nm and re.match(r"\^?\(?[A-Za-z_|()]*:statuswatch_", nm.group(2)):
+            out.append(("regex", nm.group(2), sel))
+    return out
+
+
+def check_fleet_expr(expr, where):
+    """Problems of the fleet-level selectors of one expression (see the module docstring)."""
+    errs = []
+    if not isinstance(expr, str):
+        return errs
+    for kind, name, sel in fleet_selectors(expr):
+        if sel is None:
+            errs.append(f"{where}: {name} without a label selector (needs " +
+                        ",".join(f'{lbl}=~"{var}"' for lbl, var in FLEET_SCOPE) + ")")
+            continue
+        for lbl, var in FLEET_SCOPE:
+            if not re.search(r'\b' + lbl + r'\s*=~\s*"' + re.escape(var) + r'"', sel):
+                errs.append(f'{where}: fleet series {name}{sel if kind != "regex" else ""} does not select '
+                            f'{lbl}=~"{var}"')
+        if re.search(r"\binstance\s*[=!]", sel) or "$instance" in sel or "${instance" in sel:
+            errs.append(f"{where}: fleet series {name} filters on instance ({sel}): recorded series and "
+                        "alerts sum all pods and have no instance label")
+        if kind == "alerts":
+            if not re.search(r'\balertname\s*=~?\s*"Statuswatch', sel):
+                errs.append(f'{where}: {name}{sel} does not select alertname=~"Statuswatch..." (other alerts)')
+            if name == "ALERTS" and not re.search(r'\balertstate\s*=\s*"firing"', sel):
+                errs.append(f'{where}: {name}{sel} does not select alertstate="firing" (pending does not page)')
+        else:
+            op = name.rsplit(":", 1)[-1]
+            if LITERAL_WINDOW.search(op):
+                errs.append(f"{where}: recorded name {name!r} spells its window ({LITERAL_WINDOW.search(op).group(0)}),"
+                            " which changes when the rules are generated for another scrape interval: match it with"
+                            ' {__name__=~"' + name.rsplit(":", 1)[0] + ":" + LITERAL_WINDOW.split(op)[0]
+                            + '[0-9a-z]+",...}')
+    return errs
+
+
+def check_fleet_panel(p, where):
+    """Panel-level rules: fleet panels ignore $instance and say so; per-pod spike panels say so."""
+    errs = []
+    exprs = [t.get("expr") or "" for t in p.get("targets") or [] if isinstance(t.get("expr"), str)]
+    fleet = any(fleet_selectors(e) for e in exprs)
+    title, desc = p.get("title") or "", p.get("description") or ""
+    if fleet:
+        if any("$instance" in e or "${instance" in e for e in exprs):
+            errs.append(f"{where}: reads fleet series (all pods summed) but filters on $instance: "
+                        "a fleet panel filters on cluster/namespace/job/tenant only")
+        if "fleet" not in desc.lower() or "$instance" not in desc:
+            errs.append(f"{where}: fleet panel's description must say it shows the fleet decision "
+                        "(\"fleet\") and ignores $instance")
+        if POD_TITLE in title:
+            errs.append(f"{where}: fleet panel titled {POD_TITLE!r}")
+    pod_spike = any(re.search(r"(?<![A-Za-z0-9_:])(" + "|".join(POD_SPIKE_METRICS) + r")\b", e) for e in exprs)
+    if pod_spike and POD_TITLE not in title:
+        errs.append(f"{where}: reads a pod's in-process spike gauges ({', '.join(POD_SPIKE_METRICS)}): "
+                    f"title it '... {POD_TITLE}' (the alerts and the fleet panels use the fleet decision)")
     return errs
 
 
@@ -334,6 +434,15 @@ def lint_dashboard(d, name, uids):
     r["targets"] = et
     r["windows"] = ew
     r["selectors"] = es
+
+    # fleet-level series and the panels that read them
+    ef = []
+    for p in leaf:
+        where = f"panel {p.get('id')} {p.get('title')!r}"
+        for t in p.get("targets") or []:
+            ef.extend(check_fleet_expr(t.get("expr"), f"{where} {t.get('refId')}"))
+        ef.extend(check_fleet_panel(p, where))
+    r["fleet"] = ef
 
     # links
     e = []
@@ -538,13 +647,54 @@ def mutations():
         p, _ = first_target(ds[0][1])
         p["targets"] = []
 
+    def fleet_target(ds, i=0):
+        return first_target(ds[i][1], lambda p, t: bool(fleet_selectors(t.get("expr") or "")))
+
+    def fleet_instance(ds):
+        # a fleet panel filtering on $instance, as the per-pod panels do
+        _, t = fleet_target(ds)
+        t["expr"] = t["expr"].replace('job=~"$job"', 'job=~"$job",instance=~"$instance"', 1)
+
+    def fleet_instance_tenant(ds):
+        _, t = fleet_target(ds, -1)
+        t["expr"] = t["expr"].replace('job=~"$job"', 'job=~"$job",instance=~"$instance"', 1)
+
+    def fleet_literal_window(ds):
+        # a recorded name with its window spelled out (what the rules file holds today)
+        _, t = first_target(ds[-1][1], lambda p, t: '{__name__=~"tenant:statuswatch_signal_events:ratio' in t["expr"])
+        t["expr"] = re.sub(r'\{__name__=~"(tenant:statuswatch_signal_events:ratio)\[0-9a-z\]\+",', r"\g<1>1m{",
+                           t["expr"], count=1)
+
+    def fleet_literal_window_regex(ds):
+        _, t = first_target(ds[0][1], lambda p, t: '[0-9a-z]+"' in t["expr"])
+        t["expr"] = t["expr"].replace('[0-9a-z]+"', '1m"', 1)
+
+    def fleet_no_job(ds):
+        _, t = fleet_target(ds, -1)
+        t["expr"] = t["expr"].replace(',job=~"$job"', "", 1)
+
+    def alerts_any_state(ds):
+        _, t = first_target(ds[0][1], lambda p, t: 'ALERTS{alertstate="firing",' in t["expr"])
+        t["expr"] = t["expr"].replace('ALERTS{alertstate="firing",', "ALERTS{", 1)
+
+    def fleet_description(ds):
+        p, _ = fleet_target(ds)
+        p["description"] = p["description"].replace("$instance", "the instance variable")
+
+    def pod_panel_title(ds):
+        p, _ = first_target(ds[-1][1], lambda p, t: "statuswatch_spike_active" in t["expr"])
+        p["title"] = p["title"].replace(" " + POD_TITLE, "")
+
     muts = [(fixed_window, "windows"), (subquery, "windows"), (uid_literal_panel, "no-uid"),
             (uid_literal_target, "no-uid"), (ds_string, "datasource"), (no_unit, "units"),
             (no_unit_nested, "units"), (no_description, "descriptions"), (dup_id_nested, "panel-ids"),
             (no_job, "selectors"), (bare_metric, "selectors"), (unbalanced, "targets"), (bad_schema, "meta"),
             (dup_uid, "meta"), (no_ds_var, "variables"), (job_not_all, "variables"), (broken_link, "links"),
             (invalid_json, "json"), (no_targets, "targets"), (editable, "meta"), (job_all_star, "variables"),
-            (no_namespace_var, "variables"), (no_namespace_selector, "selectors"), (link_without_cluster, "links")]
+            (no_namespace_var, "variables"), (no_namespace_selector, "selectors"), (link_without_cluster, "links"),
+            (fleet_instance, "fleet"), (fleet_instance_tenant, "fleet"), (fleet_literal_window, "fleet"),
+            (fleet_literal_window_regex, "fleet"), (fleet_no_job, "fleet"), (alerts_any_state, "fleet"),
+            (fleet_description, "fleet"), (pod_panel_title, "fleet")]
     if shutil.which("promtool"):
         def promql_syntax(ds):
             _, t = first_target(ds[0][1], lambda p, t: "sum by" in t["expr"])
