@@ -73,6 +73,7 @@ fn one_request(shared: &Shared, req: &RequestHeader, code: u16, at: Instant) {
             origin: Origin::Upstream,
             elapsed: Duration::from_micros(350),
             error_kind: None,
+            request: None,
         };
         shared.record(live, &finished, now);
     });

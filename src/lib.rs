@@ -33,6 +33,7 @@ pub mod config;
 mod conn;
 pub mod demo;
 pub mod detect;
+pub mod failures;
 mod forward;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -43,6 +44,7 @@ pub mod metrics;
 mod proxy;
 pub mod record;
 mod request;
+pub mod route;
 pub mod rules;
 pub mod server;
 pub mod state;
