@@ -56,23 +56,12 @@ fn known_state(latency: &str) -> std::sync::Arc<Shared> {
         shared.record(&live, &f, 0);
     };
     let rec = |tenant, code, origin, elapsed| at(tenant, code, origin, elapsed, None);
+    let (customer, nowhere) = (Some("/api/v2/customers/42"), Some("/api/v2/nowhere/123"));
     for _ in 0..3 {
-        at(
-            ink,
-            200,
-            Origin::Upstream,
-            ms(3),
-            Some("/api/v2/customers/42"),
-        );
+        at(ink, 200, Origin::Upstream, ms(3), customer);
     }
     rec(ink, 201, Origin::Upstream, ms(30));
-    at(
-        ink,
-        404,
-        Origin::Upstream,
-        ms(1),
-        Some("/api/v2/nowhere/123"),
-    );
+    at(ink, 404, Origin::Upstream, ms(1), nowhere);
     rec(ink, 429, Origin::Upstream, ms(2));
     rec(ink, 999, Origin::Upstream, ms(4));
     rec(ink, 502, Origin::Proxy, ms(1500));
