@@ -8,7 +8,9 @@
 //! request ─▶ conn (connection loop) ─▶ forward (plain HTTP/1, direct)            ─┐
 //!                                   └▶ pingora-proxy via proxy (its hook adapter) ─┴▶ request (core)
 //!        ─▶ tenant (who) ─▶ record (one finished response) ─▶ tally (counters)
-//!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics)
+//!                                                         ├▶ route (its route, counted without tenant)
+//!                                                         └▶ failures (kept if it failed)
+//!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics, /failures)
 //! ```
 //!
 //! Both request paths run the same request core, `request`: pingora-proxy
