@@ -10,6 +10,7 @@
 #   off        [route_tally] enabled = false
 #   matched    enabled, the 30 endpoints as [[route_tally.routes]] templates (every request matches)
 #   unmatched  enabled, no templates: every path normalized ({id} folding) and looked up
+#   off-again  the first target again: an A/A check, whose difference is this run's noise
 # Layout as bench/run.sh: statuswatch (threads = 1) pinned to CPU 0; wrk (1 thread) and an nginx
 # upstream (1 worker, 200 for every path) on CPU 1. CPU per request = utime+stime delta of the
 # proxy process (/proc/PID/stat) over the measured run / requests completed.
@@ -66,7 +67,7 @@ run() {
     printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "127.0.0.1:%s"\nthreads = 1\ngrace_period = "1s"\nshutdown_timeout = "1s"\n' "$port" "$UP_PORT"
     printf '[admin]\nlisten = "127.0.0.1:%s"\n[log]\nlevel = "warn"\n' "$admin"
     case "$name" in
-      off) printf '[route_tally]\nenabled = false\n' ;;
+      off|off-again) printf '[route_tally]\nenabled = false\n' ;;
       matched) printf '[route_tally]\nenabled = true\n'; templates ;;
       unmatched) printf '[route_tally]\nenabled = true\n' ;;
     esac
@@ -90,15 +91,18 @@ log "statuswatch $("$SW" --version | awk '{print $2}'), ${DUR}s per target after
 if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then log "warning: cargo/rustc running; numbers will be noisy"; fi
 declare -A US
 printf '%-10s %12s %16s %14s\n' target requests "CPU-us/request" "route series"
-for t in off matched unmatched; do
+for t in off matched unmatched off-again; do
   read -r reqs us series < <(run "$t")
   US[$t]="$us"
   printf '%-10s %12s %16s %14s\n' "$t" "$reqs" "$us" "$series"
 done
-python3 - "${US[off]}" "${US[matched]}" "${US[unmatched]}" <<'PY'
+python3 - "${US[off]}" "${US[matched]}" "${US[unmatched]}" "${US[off-again]}" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY'
 import sys
-off, matched, unmatched = map(float, sys.argv[1:])
+off1, matched, unmatched, off2, load = map(float, sys.argv[1:])
+off = (off1 + off2) / 2
+print(f"off (mean of both runs) {off:.3f} CPU-us/request; A/A noise off-again/off {off2 / off1:.3f} ({(off2 / off1 - 1) * 100:+.1f} %)")
 print(f"ratio matched/off   {matched / off:.3f}  ({(matched / off - 1) * 100:+.1f} %)")
 print(f"ratio unmatched/off {unmatched / off:.3f}  ({(unmatched / off - 1) * 100:+.1f} %)")
-print("within 5 %:", "yes" if max(matched, unmatched) <= off * 1.05 else "NO")
+print("within 5 %:", "yes" if max(matched, unmatched) <= off * 1.05 else "NO",
+      "(trust it only when the A/A noise is well below 5 %; load average at the end:", load, ")")
 PY

@@ -292,7 +292,7 @@ impl Failures {
                 out.extend(r.ring.live().filter(|e| keep(e)));
             }
         }
-        out.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+        out.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
         out.dedup_by_key(|e| e.seq);
         out.truncate(limit.min(MAX_RETURNED));
         out
