@@ -11,6 +11,9 @@
 #   matched    enabled, the 30 endpoints as [[route_tally.routes]] templates (every request matches)
 #   unmatched  enabled, no templates: every path normalized ({id} folding) and looked up
 #   off-again  the first target again: an A/A check, whose difference is this run's noise
+# Then the same three in process (benches/hot_path.rs, route/*: statuswatch's own work for one
+# request through the real Shared::record, single thread, criterion), whose differences are
+# printed as a share of the proxy's measured CPU per request: the steadier figure on a busy machine.
 # Layout as bench/run.sh: statuswatch (threads = 1) pinned to CPU 0; wrk (1 thread) and an nginx
 # upstream (1 worker, 200 for every path) on CPU 1. CPU per request = utime+stime delta of the
 # proxy process (/proc/PID/stat) over the measured run / requests completed.
@@ -105,4 +108,21 @@ print(f"ratio matched/off   {matched / off:.3f}  ({(matched / off - 1) * 100:+.1
 print(f"ratio unmatched/off {unmatched / off:.3f}  ({(unmatched / off - 1) * 100:+.1f} %)")
 print("within 5 %:", "yes" if max(matched, unmatched) <= off * 1.05 else "NO",
       "(trust it only when the A/A noise is well below 5 %; load average at the end:", load, ")")
+PY
+
+log "in process: cargo bench --bench hot_path -- route/ (builds the bench, then ~30 s)"
+(cd "$ROOT" && cargo bench --locked --bench hot_path -- 'route/' >"$WORK/micro.txt" 2>&1) || {
+  tail -20 "$WORK/micro.txt" >&2; exit 1; }
+python3 - "$WORK/micro.txt" "${US[off]}" "${US[off-again]}" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+unit = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6}
+ns = {}
+for name, mid, u in re.findall(r"route/(\w+)\s+time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", text):
+    ns[name] = float(mid) * unit[u]
+per_request_ns = (float(sys.argv[2]) + float(sys.argv[3])) / 2 * 1000
+print(f"in process, statuswatch's work per request: off {ns['off']:.1f} ns, matched {ns['matched']:.1f} ns, unmatched {ns['unmatched']:.1f} ns")
+for t in ("matched", "unmatched"):
+    d = ns[t] - ns["off"]
+    print(f"  {t:9s} +{d:.1f} ns = {d / per_request_ns * 100:.2f} % of the proxy's {per_request_ns / 1000:.1f} CPU-us/request")
 PY
