@@ -93,6 +93,9 @@ run() {
 log "statuswatch $("$SW" --version | awk '{print $2}'), ${DUR}s per target after ${WARM}s of warm-up, $CONNS connections"
 if pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; then log "warning: cargo/rustc running; numbers will be noisy"; fi
 declare -A US
+# A first run of the proxy measures slower whatever its config (cold upstream connections,
+# caches, CPU frequency): one priming run, discarded.
+run off >/dev/null
 printf '%-10s %12s %16s %14s\n' target requests "CPU-us/request" "route series"
 for t in off matched unmatched off-again; do
   read -r reqs us series < <(run "$t")
