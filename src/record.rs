@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use crate::config::LatencyMode;
-use crate::failures::Failure;
+use crate::failures::{Failure, Text};
 use crate::route::{self, Resolved};
 use crate::state::{Live, Shared};
 use crate::status::{self, Origin};
@@ -118,19 +118,24 @@ impl Shared {
                 .iter()
                 .any(|s| s.active.iter().any(|(t, _)| t == name))
         };
-        self.registry.with_name(r.tenant, |tenant| {
-            let f = Failure {
-                tenant,
-                method,
-                route: path,
-                code: r.code,
-                origin: r.origin,
-                error_kind: r.error_kind,
-                elapsed: r.elapsed,
-                request_id,
-            };
-            self.failures.push(&f, spiking);
-        });
+        // Copied out, so the slot's name lock is not held while pushing.
+        let Some(tenant) = self
+            .registry
+            .with_name(r.tenant, |n| Text::<64>::new(n.as_bytes()))
+        else {
+            return; // reclaimed while the request ran
+        };
+        let f = Failure {
+            tenant: tenant.as_str(),
+            method,
+            route: path,
+            code: r.code,
+            origin: r.origin,
+            error_kind: r.error_kind,
+            elapsed: r.elapsed,
+            request_id,
+        };
+        self.failures.push(&f, spiking);
     }
 }
 
