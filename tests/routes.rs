@@ -305,3 +305,56 @@ fn check_prices_the_routes_and_names_a_clashing_template() {
     assert!(ok, "{text}");
     assert!(!text.contains(ROUTE), "{text}");
 }
+
+/// A reload brings new templates (their labels start counting, the old
+/// counts stay); a reload with clashing templates is refused and the
+/// templates in force keep matching.
+#[test]
+fn reloads_bring_templates_and_a_clash_keeps_the_old_ones() {
+    let up = Upstream::start();
+    let (proxy, admin) = (free_addr(), free_addr());
+    let base = config_toml(proxy, admin, up.addr, "[reload]\nwatch_interval = \"0s\"\n");
+    let sw = Statuswatch::start_with(&base, proxy, admin, &[]);
+    let hit = |path: &str| {
+        get(sw.proxy, path, &[("X-Tenant-Name", "studio")]).unwrap();
+    };
+    let reloaded = |text: &str, result: &str, n: f64| {
+        std::fs::write(&sw.config_path, text).unwrap();
+        sw.signal(libc::SIGHUP);
+        eventually(std::time::Duration::from_secs(5), "the reload", || {
+            sw.metrics_now()
+                .val("statuswatch_config_reloads_total", &[("result", result)])
+                == n
+        });
+    };
+    hit("/api/v2/customers/cus_12345678/notes/abc");
+    let with = format!(
+        "{base}{}",
+        routes_toml(&[("", "/api/v2/customers/{id}/notes/{note}")], 200)
+    );
+    reloaded(&with, "success", 1.0);
+    hit("/api/v2/customers/cus_12345678/notes/abc");
+    let clash =
+        format!("{with}\n[[route_tally.routes]]\npath = \"/api/v2/customers/{{x}}/notes/{{y}}\"\n");
+    reloaded(&clash, "failure", 1.0);
+    assert!(
+        sw.stderr().contains("route_tally.routes[1].path"),
+        "{}",
+        sw.stderr()
+    );
+    hit("/api/v2/customers/cus_87654321/notes/def");
+    let m = sw.metrics();
+    let four = [("class", "4xx"), ("origin", "upstream")];
+    let at = |route: &str| {
+        let mut labels = vec![("route", route)];
+        labels.extend(four);
+        m.val(ROUTE, &labels)
+    };
+    assert_eq!(
+        at("GET /api/v2/customers/{id}/notes/abc"),
+        1.0,
+        "{}",
+        m.text
+    );
+    assert_eq!(at("/api/v2/customers/{id}/notes/{note}"), 2.0, "{}", m.text);
+}
