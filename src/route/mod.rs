@@ -11,8 +11,12 @@
 //!
 //! A request's route is resolved once, in `Shared::record`. A matched route
 //! costs a hash lookup or a matchit walk and allocates nothing (templates
-//! have at most 3 parameters, what matchit keeps on the stack); an
-//! unmatched one is normalized on the stack and found in a lock-free map.
+//! have at most 3 parameters, what matchit keeps on the stack; exact
+//! templates never enter matchit). One case does: matchit remembers, in a
+//! `Vec`, a parameter it skipped for a static segment of another template
+//! with parameters (`/a/{id}/x` beside `/a/export/{f}`, for a path under
+//! `/a/export/`). An unmatched route is normalized on the stack and found in
+//! a lock-free map.
 
 pub mod normalize;
 pub mod tally;
