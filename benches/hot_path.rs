@@ -13,6 +13,10 @@
 //! * `metrics_render/*`: `/metrics` rendering with 2k, 10k and 20k tenants
 //!   (each with five response series and its latency histogram).
 //! * `detector_step/*`: one detector tick with 10k tenants.
+//! * `route/*`: the single-thread request above with `[route_tally]` off,
+//!   on with 30 templates the path matches, and on without templates (the
+//!   path normalized and looked up); `bench/routes.sh` prints the
+//!   differences against the proxy's CPU per request.
 //!
 //! Run with `cargo bench --bench hot_path` (release profile). Targets are
 //! listed in bench/RESULTS.md.
@@ -27,7 +31,7 @@ use pingora::http::RequestHeader;
 use statuswatch::config::Config;
 use statuswatch::detect::{Detector, Timing};
 use statuswatch::metrics;
-use statuswatch::record::Finished;
+use statuswatch::record::{Asked, Finished};
 use statuswatch::state::{Live, Shared};
 use statuswatch::status::{self, Origin};
 
@@ -73,6 +77,11 @@ fn one_request(shared: &Shared, req: &RequestHeader, code: u16, at: Instant) {
             origin: Origin::Upstream,
             elapsed: Duration::from_micros(350),
             error_kind: None,
+            request: Some(Asked {
+                method: &req.method,
+                path: req.uri.path(),
+                headers: &req.headers,
+            }),
         };
         shared.record(live, &finished, now);
     });
@@ -219,6 +228,50 @@ fn populated(tenants: usize) -> (Arc<Shared>, usize) {
     (shared, series)
 }
 
+/// `[route_tally]` off, matched (30 REV23-like templates) and unmatched.
+fn bench_routes(c: &mut Criterion) {
+    use statuswatch::config::RouteTemplate;
+    let at = Instant::now();
+    let mut g = c.benchmark_group("route");
+    g.measurement_time(Duration::from_secs(4));
+    for name in ["off", "matched", "unmatched"] {
+        let mut cfg = Config::defaults().expect("default config");
+        cfg.route_tally.enabled = name != "off";
+        if name == "matched" {
+            for res in [
+                "customers",
+                "appointments",
+                "payments",
+                "webhooks",
+                "invoices",
+                "services",
+            ] {
+                for (m, p) in [
+                    ("GET", format!("/api/v2/{res}")),
+                    ("POST", format!("/api/v2/{res}")),
+                    ("GET", format!("/api/v2/{res}/{{id}}")),
+                    ("PUT", format!("/api/v2/{res}/{{id}}")),
+                    ("", format!("/api/v2/{res}/{{id}}/notes/{{note}}")),
+                ] {
+                    cfg.route_tally.routes.push(RouteTemplate {
+                        method: m.into(),
+                        path: p,
+                    });
+                }
+            }
+        }
+        let shared = Shared::new(Live::build(cfg).expect("valid config"));
+        let mut req = request("acme");
+        req.set_uri(http::Uri::from_static("/api/v2/payments/48151623?page=2"));
+        warm(&shared, &["acme"], at);
+        one_request(&shared, &req, 200, at);
+        g.bench_function(name, |b| {
+            b.iter(|| one_request(&shared, black_box(&req), black_box(200), at))
+        });
+    }
+    g.finish();
+}
+
 fn bench_render(c: &mut Criterion) {
     let mut g = c.benchmark_group("metrics_render");
     g.sample_size(20);
@@ -267,5 +320,11 @@ fn bench_detector(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_hot_path, bench_render, bench_detector);
+criterion_group!(
+    benches,
+    bench_hot_path,
+    bench_routes,
+    bench_render,
+    bench_detector
+);
 criterion_main!(benches);

@@ -116,6 +116,7 @@ fn filled(tenants: usize) -> Arc<Shared> {
                     origin,
                     elapsed: Duration::from_micros(micros + rng.below(micros)),
                     error_kind,
+                    request: None,
                 };
                 shared.record(&live, &finished, 0);
             }
@@ -128,6 +129,7 @@ fn filled(tenants: usize) -> Arc<Shared> {
                 origin: Origin::Upstream,
                 elapsed: Duration::from_millis(2),
                 error_kind: None,
+                request: None,
             };
             shared.record(&live, &finished, 0);
         }

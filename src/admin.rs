@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text format), `/healthz`
-//! (the process answers) and `/readyz` (serving traffic, not draining).
+//! The admin listener: `/metrics` (Prometheus text format), `/failures`
+//! (the last failing requests, [`crate::failures`]), `/healthz` (the
+//! process answers) and `/readyz` (serving traffic, not draining).
 //!
 //! It runs on its own address (loopback by default), its own thread and its
 //! own accept loop rather than as a pingora service, for two reasons: a
@@ -7,8 +8,8 @@
 //! listener outlives pingora's shutdown, so during a drain `/readyz` answers
 //! 503 and a last scrape of `/metrics` sees the final totals (pingora closes
 //! its services' listeners as soon as SIGTERM arrives). It has its own
-//! connection cap (`admin.max_connections`). `/metrics` can additionally
-//! require a bearer token and/or a source network.
+//! connection cap (`admin.max_connections`). `/metrics` and `/failures` can
+//! additionally require a bearer token and/or a source network.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,8 +26,10 @@ use pingora::protocols::{GetSocketDigest, SocketDigest};
 
 use subtle::ConstantTimeEq;
 
+use crate::failures;
 use crate::metrics;
 use crate::state::Shared;
+use crate::status;
 
 pub(crate) struct AdminApp {
     shared: &'static Shared,
@@ -161,6 +164,81 @@ async fn serve(shared: &'static Shared, listener: std::net::TcpListener) {
     }
 }
 
+/// `GET /failures?tenant=T&signal=S&limit=N&format=json`: the newest kept
+/// failures, filtered; JSON with `format=json` or `Accept: application/json`.
+fn failures_page(shared: &Shared, req: &pingora::http::RequestHeader) -> Response<Vec<u8>> {
+    let live = shared.live.load();
+    if !live.config.failures.enabled {
+        return text(StatusCode::NOT_FOUND, "failures.enabled is false\n");
+    }
+    let (mut tenant, mut signal, mut limit, mut json) = (None, None, failures::MAX_RETURNED, false);
+    for (k, v) in req
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        match k {
+            "tenant" => tenant = Some(v),
+            "signal" => signal = Some(v),
+            "limit" => match v.parse() {
+                Ok(n) => limit = n,
+                Err(_) => return text(StatusCode::BAD_REQUEST, "limit: not a number\n"),
+            },
+            "format" => json = v == "json",
+            _ => {}
+        }
+    }
+    json |= req
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    let cells = match signal {
+        None => None,
+        Some(name) => match live.signals.iter().find(|s| s.name == name) {
+            Some(spec) => Some(&spec.cells),
+            None => {
+                let known: Vec<&str> = live.signals.iter().map(|s| s.name.as_str()).collect();
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("signal: unknown; one of {known:?}\n"),
+                );
+            }
+        },
+    };
+    let entries = shared.failures.newest(limit, |e| {
+        tenant.is_none_or(|t| e.tenant.as_str() == t)
+            && cells.is_none_or(|c| c.contains(&status::cell_of(e.code)))
+    });
+    let (body, content_type) = if json {
+        (failures::render_json(&entries), "application/json")
+    } else {
+        let mut filters = Vec::new();
+        if let Some(t) = tenant.filter(|t| t.len() <= 64) {
+            filters.push(format!(
+                "tenant={}",
+                failures::Text::<64>::new(t.as_bytes()).as_str()
+            ));
+        }
+        if let Some(s) = signal {
+            filters.push(format!("signal={s}"));
+        }
+        (
+            failures::render_text(&entries, &filters.join(" ")),
+            "text/plain; charset=utf-8",
+        )
+    };
+    let body = body.into_bytes();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .body(body)
+        .unwrap_or_default()
+}
+
 fn text(status: StatusCode, body: &str) -> Response<Vec<u8>> {
     let body = body.as_bytes().to_vec();
     Response::builder()
@@ -178,8 +256,9 @@ impl ServeHttp for AdminApp {
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
-        match req.uri.path() {
-            "/metrics" => {
+        let path = req.uri.path();
+        match path {
+            "/metrics" | "/failures" => {
                 if let Err(status) = self.metrics_allowed(session) {
                     let mut resp = text(status, "forbidden\n");
                     if status == StatusCode::UNAUTHORIZED {
@@ -189,6 +268,9 @@ impl ServeHttp for AdminApp {
                         );
                     }
                     return resp;
+                }
+                if path == "/failures" {
+                    return failures_page(self.shared, session.req_header());
                 }
                 let body = metrics::body(self.shared, self.last_len.load(Ordering::Relaxed));
                 self.last_len.store(body.len(), Ordering::Relaxed);
@@ -211,7 +293,7 @@ impl ServeHttp for AdminApp {
             }
             "/" => text(
                 StatusCode::OK,
-                "statuswatch admin: /metrics /healthz /readyz\n",
+                "statuswatch admin: /metrics /failures /healthz /readyz\n",
             ),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }

@@ -8,7 +8,9 @@
 //! request ─▶ conn (connection loop) ─▶ forward (plain HTTP/1, direct)            ─┐
 //!                                   └▶ pingora-proxy via proxy (its hook adapter) ─┴▶ request (core)
 //!        ─▶ tenant (who) ─▶ record (one finished response) ─▶ tally (counters)
-//!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics)
+//!                                                         ├▶ route (its route, counted without tenant)
+//!                                                         └▶ failures (kept if it failed)
+//!        ─▶ detect (spike decisions, control thread) ─▶ metrics ─▶ admin (/metrics, /failures)
 //! ```
 //!
 //! Both request paths run the same request core, `request`: pingora-proxy
@@ -33,6 +35,7 @@ pub mod config;
 mod conn;
 pub mod demo;
 pub mod detect;
+pub mod failures;
 mod forward;
 #[cfg(fuzzing)]
 pub mod fuzzing;
@@ -43,6 +46,7 @@ pub mod metrics;
 mod proxy;
 pub mod record;
 mod request;
+pub mod route;
 pub mod rules;
 pub mod server;
 pub mod state;

@@ -7,19 +7,32 @@
 //! and latency, the suspension edge (the `suspended` signal's codes), the
 //! undocumented-code counter, the
 //! process-wide duration histogram and, when the proxy answered because the
-//! upstream failed, the error kind.
+//! upstream failed, the error kind; the request's route (resolved here,
+//! once) and, when it failed, an entry of the failures page.
 
 use std::time::Duration;
 
 use crate::config::LatencyMode;
+use crate::failures::{Failure, Text};
+use crate::route::{self, Resolved};
 use crate::state::{Live, Shared};
 use crate::status::{self, Origin};
 use crate::tally::UpstreamErrorKind;
 use crate::tenant::SlotRef;
 
+/// What a request asked for: its route, and what the failures page shows
+/// of it (never its query string, body or any header but the request id).
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a http::Method,
+    /// The path, without the query string.
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+}
+
 /// A response that was sent (or, as 499, that a client left before getting).
 #[derive(Debug, Clone, Copy)]
-pub struct Finished {
+pub struct Finished<'a> {
     pub tenant: SlotRef,
     pub code: u16,
     pub origin: Origin,
@@ -27,6 +40,8 @@ pub struct Finished {
     pub elapsed: Duration,
     /// Why the proxy answered instead of the upstream, when it failed.
     pub error_kind: Option<UpstreamErrorKind>,
+    /// The request, `None` for an answer to a head that could not be parsed.
+    pub request: Option<Asked<'a>>,
 }
 
 impl Shared {
@@ -34,7 +49,7 @@ impl Shared {
     /// under (the caller has it loaded already); `now` is when it finished,
     /// in the registry's seconds ([`crate::tenant::Registry::now_secs`]).
     #[inline]
-    pub fn record(&self, live: &Live, r: &Finished, now: u32) {
+    pub fn record(&self, live: &Live, r: &Finished<'_>, now: u32) {
         let registry = &self.registry;
         let slot = registry.slot(r.tenant);
         let cell = status::cell_of(r.code);
@@ -57,6 +72,70 @@ impl Shared {
         if let Some(kind) = r.error_kind {
             self.global.upstream_error(kind);
         }
+        let route = match &r.request {
+            Some(q) => live.routes.resolve(&self.routes, q.method, q.path),
+            None => Resolved {
+                slot: live.routes.unparsed(),
+                template: None,
+            },
+        };
+        self.routes
+            .add(route.slot, status::class_index(r.code), r.origin);
+        if live.failure_cells[cell] || (r.error_kind.is_some() && live.config.failures.enabled) {
+            self.keep_failure(live, r, route);
+        }
+    }
+
+    /// An entry of the failures page for a failed request.
+    #[cold]
+    fn keep_failure(&self, live: &Live, r: &Finished<'_>, route: Resolved) {
+        let normalized;
+        let (method, path) = match &r.request {
+            Some(q) => {
+                let template = route
+                    .template
+                    .and_then(|i| live.routes.templates().get(i as usize));
+                let path = match template {
+                    Some(t) => t.path.as_str(),
+                    None => {
+                        normalized = route::normalize(q.method, q.path);
+                        normalized.path()
+                    }
+                };
+                (route::method_label(q.method), path)
+            }
+            None => ("-", "-"),
+        };
+        let request_id = r
+            .request
+            .zip(live.request_id_header.as_ref())
+            .and_then(|(q, h)| q.headers.get(h))
+            .map(|v| v.as_bytes());
+        let spiking = |name: &str| {
+            self.detector
+                .load()
+                .signals
+                .iter()
+                .any(|s| s.active.iter().any(|(t, _)| t == name))
+        };
+        // Copied out, so the slot's name lock is not held while pushing.
+        let Some(tenant) = self
+            .registry
+            .with_name(r.tenant, |n| Text::<64>::new(n.as_bytes()))
+        else {
+            return; // reclaimed while the request ran
+        };
+        let f = Failure {
+            tenant: tenant.as_str(),
+            method,
+            route: path,
+            code: r.code,
+            origin: r.origin,
+            error_kind: r.error_kind,
+            elapsed: r.elapsed,
+            request_id,
+        };
+        self.failures.push(&f, spiking);
     }
 }
 
@@ -74,6 +153,7 @@ mod tests {
             origin: Origin::Upstream,
             elapsed: Duration::from_millis(1),
             error_kind: None,
+            request: None,
         };
         s.record(&live, &f, 0);
         s.registry.slot(t).is_suspended()

@@ -291,6 +291,7 @@ impl ConnSink for Shared {
             origin: Origin::Proxy,
             elapsed,
             error_kind: None,
+            request: None,
         };
         let now = self.registry.now_secs(Instant::now());
         self.with_live(|live| self.record(live, &finished, now));

@@ -15,8 +15,10 @@ use ipnet::IpNet;
 
 use crate::config::{Config, ConfigError, LatencyMode};
 use crate::detect::{self, SignalSpec, SUSPENDED_SIGNAL};
+use crate::failures::Failures;
 use crate::keepalive::UpstreamIdle;
 use crate::limit::{BodyBudget, ConnLimit, Listener};
+use crate::route::{RouteTable, RouteTally};
 use crate::status::CELLS;
 use crate::tally::Global;
 use crate::tenant::{Registry, ResolverSpec};
@@ -46,6 +48,13 @@ pub struct Live {
     /// The status cells that put a tenant in the suspended state: the
     /// `suspended` signal's codes and classes (none without that signal).
     pub suspends: [bool; CELLS],
+    /// `[route_tally]`'s templates, bound to `Shared::routes`.
+    pub routes: RouteTable,
+    /// The status cells kept as failures (`failures.enabled`): the codes and
+    /// classes of every signal.
+    pub failure_cells: [bool; CELLS],
+    /// `failures.request_id_header`.
+    pub request_id_header: Option<http::HeaderName>,
 }
 
 impl std::fmt::Debug for Live {
@@ -106,7 +115,16 @@ impl Live {
         {
             suspends[*cell] = true;
         }
+        let mut failure_cells = [false; CELLS];
+        if config.failures.enabled {
+            for cell in signals.iter().flat_map(|s| &s.cells) {
+                failure_cells[*cell] = true;
+            }
+        }
         Ok(Live {
+            routes: RouteTable::from_config(&config)?,
+            failure_cells,
+            request_id_header: config.request_id_header(),
             latency: config.tenant.latency_mode()?,
             latency_objective_nanos: objective.as_nanos().min(u64::MAX as u128) as u64,
             resolver: ResolverSpec::from_config(&config.tenant)?,
@@ -159,6 +177,10 @@ pub struct Shared {
     /// Request body bytes held at once (`proxy.max_buffered_body_bytes`,
     /// sized at start-up).
     pub bodies: BodyBudget,
+    /// Responses by route (`route_tally.max_routes`, sized at start-up).
+    pub routes: RouteTally,
+    /// The last failing requests, for `/failures`.
+    pub failures: Failures,
     reloads: [AtomicU64; 2],
     /// False until every service runs, and again once draining starts.
     ready: AtomicBool,
@@ -176,9 +198,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(live: Live) -> Arc<Shared> {
+    pub fn new(mut live: Live) -> Arc<Shared> {
         let bodies = BodyBudget::new(live.config.proxy.max_buffered_body_bytes);
+        let routes = RouteTally::new(live.config.route_tally.max_routes);
+        live.routes.bind(&routes);
         Arc::new(Shared {
+            routes,
+            failures: Failures::new(),
             id: NEXT_SHARED_ID.fetch_add(1, Ordering::Relaxed),
             live_version: AtomicU64::new(0),
             registry: Registry::new(live.config.tenant.max_tenants),
@@ -196,7 +222,8 @@ impl Shared {
 
     /// Swap in a new config. The tallies are untouched; the registry applies
     /// the new cap and drops tenants the new rules no longer accept.
-    pub fn apply(&self, live: Live) {
+    pub fn apply(&self, mut live: Live) {
+        live.routes.bind(&self.routes);
         self.registry.set_limit(live.config.tenant.max_tenants);
         let now = self.registry.now_secs(std::time::Instant::now());
         self.live.store(Arc::new(live));

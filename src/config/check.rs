@@ -137,7 +137,7 @@ impl Config {
                 "must be at least 1s",
             ));
         }
-        Ok(())
+        self.validate_requests()
     }
 
     /// Where the TLS listener listens, if there is one.

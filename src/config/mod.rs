@@ -16,10 +16,12 @@
 mod check;
 mod load;
 mod reload;
+mod requests;
 
 use load::one_line;
 pub(crate) use load::read_small_file;
 pub use load::{Loaded, MAX_FILE_BYTES};
+pub use requests::{FailuresConfig, RouteTallyConfig, RouteTemplate, MAX_ROUTES_CEILING};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -83,6 +85,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     pub tls: TlsConfig,
     pub prometheus: PrometheusConfig,
+    pub route_tally: RouteTallyConfig,
+    pub failures: FailuresConfig,
 }
 
 /// The Prometheus that scrapes the sidecars and evaluates the rules of

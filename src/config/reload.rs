@@ -35,6 +35,9 @@ impl Config {
         if self.detector.tick != new.detector.tick {
             keys.push("detector.tick");
         }
+        if self.route_tally.max_routes != new.route_tally.max_routes {
+            keys.push("route_tally.max_routes");
+        }
         if self.reload != new.reload {
             keys.push("reload.watch_interval");
         }

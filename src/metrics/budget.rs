@@ -9,6 +9,13 @@
 //!
 //! Two numbers per family:
 //!
+//! `statuswatch_route_responses_total` (with `route_tally.enabled`) has no
+//! tenant label: at worst every template, `route_tally.max_routes`
+//! normalized paths and `__other__`, each in 6 classes from 2 origins;
+//! expected, [`EXPECTED_ROUTE_SERIES`] series for each template and for
+//! [`EXPECTED_UNMATCHED_ROUTES`] unmatched paths. (A reload that brings
+//! new templates adds their labels; the old ones stay until a restart.)
+//!
 //! * **worst case**: a bound no scrape can exceed. Every slot in use
 //!   (`max_tenants` plus the three reserved tenants), each having received
 //!   every documented code and every undocumented class from both origins,
@@ -48,6 +55,13 @@ pub const EXPECTED_RESPONSE_SERIES: u64 = 3;
 pub const EXPECTED_DURATION_PAIRS: u64 = 4;
 /// Expected distinct undocumented codes (e.g. 429, 499, 502).
 pub const EXPECTED_UNDOCUMENTED_CODES: u64 = 3;
+/// Expected `statuswatch_route_responses_total` series per route label
+/// (2xx and 4xx from the upstream, and one 5xx).
+pub const EXPECTED_ROUTE_SERIES: u64 = 3;
+/// Expected labels of paths no template matches (endpoints not listed, or
+/// an API's few dozen endpoints without templates), at most
+/// `route_tally.max_routes`.
+pub const EXPECTED_UNMATCHED_ROUTES: u64 = 20;
 /// Prometheus head memory per series, for the printed estimate: about
 /// 2 GiB per million active series.
 pub const BYTES_PER_SERIES: u64 = 2 * 1024;
@@ -132,6 +146,20 @@ impl Budget {
             worst: t,
             expected: 0,
         });
+
+        // Routes: no tenant label; each label at most 6 classes x 2 origins.
+        let rt = &live.config.route_tally;
+        if rt.enabled {
+            let per_route = (crate::route::CLASSES * 2) as u64;
+            let templates = rt.routes.len() as u64;
+            let normalized = rt.max_routes as u64;
+            rows.push(Row {
+                family: names::ROUTE_RESPONSES_TOTAL,
+                worst: (templates + normalized + 1) * per_route,
+                expected: (templates + EXPECTED_UNMATCHED_ROUTES.min(normalized))
+                    * EXPECTED_ROUTE_SERIES,
+            });
+        }
 
         // Families without a tenant label: bounded whatever the traffic.
         let codes_in_range = (status::MAX_CODE - status::MIN_CODE + 1) as u64;
@@ -273,6 +301,8 @@ mod tests {
         let mut cfg = Config::defaults().unwrap();
         cfg.tenant.latency = mode.into();
         cfg.tenant.max_tenants = max_tenants;
+        // Priced on its own (below).
+        cfg.route_tally.enabled = false;
         Shared::new(Live::build(cfg).unwrap())
     }
 
@@ -286,6 +316,7 @@ mod tests {
             let name = &l[..l.find(['{', ' ']).unwrap_or(l.len())];
             let family = [
                 names::RESPONSES_TOTAL,
+                names::ROUTE_RESPONSES_TOTAL,
                 names::TENANT_SLOW_REQUESTS_TOTAL,
                 names::TENANT_REQUEST_DURATION_SECONDS,
                 names::SPIKE_ACTIVE,
@@ -314,6 +345,7 @@ mod tests {
             origin,
             elapsed,
             error_kind: None,
+            request: None,
         };
         s.record(&live, &f, 0);
     }
@@ -412,6 +444,79 @@ mod tests {
             }
             assert_eq!(count_series(&out) as u64, b.expected(), "{mode}");
         }
+    }
+
+    /// The route row against the exposition: filled to the worst case
+    /// (every template, normalized label and `__other__` in every class and
+    /// origin), and as the model expects.
+    #[test]
+    fn the_route_row_is_what_the_exposition_renders() {
+        use crate::config::RouteTemplate;
+        let mut cfg = Config::defaults().unwrap();
+        cfg.route_tally.max_routes = 7;
+        cfg.route_tally.routes = ["/a/{id}", "/b"]
+            .iter()
+            .map(|p| RouteTemplate {
+                method: String::new(),
+                path: p.to_string(),
+            })
+            .collect();
+        let row = |live: &Live| {
+            Budget::at(live, 1)
+                .rows
+                .into_iter()
+                .find(|r| r.family == names::ROUTE_RESPONSES_TOTAL)
+                .unwrap()
+        };
+        let rendered = |s: &Shared| {
+            let mut out = String::new();
+            render(s, &mut out);
+            counted(&out)[names::ROUTE_RESPONSES_TOTAL]
+        };
+        let s = Shared::new(Live::build(cfg.clone()).unwrap());
+        let live = s.live.load_full();
+        let r = row(&live);
+        let mut paths = vec!["/a/1".to_string(), "/b".to_string()];
+        paths.extend((0..20).map(|i| format!("/unmatched/{i}/x{i}")));
+        let headers = http::HeaderMap::new();
+        for p in &paths {
+            for origin in Origin::ALL {
+                for code in [101, 200, 302, 404, 503, 999] {
+                    let f = Finished {
+                        tenant: SlotRef::NONE,
+                        code,
+                        origin,
+                        elapsed: Duration::from_millis(1),
+                        error_kind: None,
+                        request: Some(crate::record::Asked {
+                            method: &http::Method::GET,
+                            path: p,
+                            headers: &headers,
+                        }),
+                    };
+                    s.record(&live, &f, 0);
+                }
+            }
+        }
+        assert_eq!(rendered(&s), r.worst);
+        assert_eq!(r.worst, (2 + 7 + 1) * 12);
+
+        cfg.route_tally.max_routes = 500;
+        let s = Shared::new(Live::build(cfg).unwrap());
+        let live = s.live.load_full();
+        let r = row(&live);
+        for i in 0..(2 + EXPECTED_UNMATCHED_ROUTES) {
+            let label = format!("GET /unmatched{i}");
+            let slot = match i {
+                0 => s.routes.template("/a/{id}"),
+                1 => s.routes.template("/b"),
+                _ => s.routes.normalized(&label),
+            };
+            s.routes.add(slot, 1, Origin::Upstream);
+            s.routes.add(slot, 3, Origin::Upstream);
+            s.routes.add(slot, 4, Origin::Proxy);
+        }
+        assert_eq!(rendered(&s), r.expected);
     }
 
     #[test]

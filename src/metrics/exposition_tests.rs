@@ -28,13 +28,18 @@ fn known_state(latency: &str) -> std::sync::Arc<Shared> {
     cfg.tenant.latency = latency.into();
     // Lets a quote and a backslash into a tenant name, to see them escaped.
     cfg.tenant.pattern = r#"^[a-z0-9"\\-]+$"#.into();
+    cfg.route_tally.routes = vec![crate::config::RouteTemplate {
+        method: "GET".into(),
+        path: "/api/v2/customers/{id}".into(),
+    }];
     let shared = Shared::new(Live::build(cfg).unwrap());
     let live = shared.live.load_full();
     let ink = shared.registry.lookup(&live.resolver, b"inkhouse", 0);
     let weird = shared.registry.lookup(&live.resolver, br#"We"ird\name"#, 0);
     shared.registry.lookup(&live.resolver, b"idle", 0);
     let ms = Duration::from_millis;
-    let rec = |tenant: SlotRef, code: u16, origin: Origin, elapsed: Duration| {
+    let headers = http::HeaderMap::new();
+    let at = |tenant: SlotRef, code: u16, origin: Origin, elapsed: Duration, path: Option<&str>| {
         let error_kind = (origin == Origin::Proxy).then_some(UpstreamErrorKind::ConnectRefused);
         let f = Finished {
             tenant,
@@ -42,14 +47,21 @@ fn known_state(latency: &str) -> std::sync::Arc<Shared> {
             origin,
             elapsed,
             error_kind,
+            request: path.map(|path| crate::record::Asked {
+                method: &http::Method::GET,
+                path,
+                headers: &headers,
+            }),
         };
         shared.record(&live, &f, 0);
     };
+    let rec = |tenant, code, origin, elapsed| at(tenant, code, origin, elapsed, None);
+    let (customer, nowhere) = (Some("/api/v2/customers/42"), Some("/api/v2/nowhere/123"));
     for _ in 0..3 {
-        rec(ink, 200, Origin::Upstream, ms(3));
+        at(ink, 200, Origin::Upstream, ms(3), customer);
     }
     rec(ink, 201, Origin::Upstream, ms(30));
-    rec(ink, 404, Origin::Upstream, ms(1));
+    at(ink, 404, Origin::Upstream, ms(1), nowhere);
     rec(ink, 429, Origin::Upstream, ms(2));
     rec(ink, 999, Origin::Upstream, ms(4));
     rec(ink, 502, Origin::Proxy, ms(1500));
@@ -311,6 +323,14 @@ statuswatch_tenants_limit 10000
 # HELP statuswatch_tenant_overflow_total Requests counted as __overflow__ because the tenant cap was reached or the tenant is not on the allowlist.
 # TYPE statuswatch_tenant_overflow_total counter
 statuswatch_tenant_overflow_total 0
+# HELP statuswatch_route_responses_total Responses sent to clients by route (the matching template of route_tally.routes, else the path normalized, or __other__ past route_tally.max_routes), class of the real code (1xx..5xx, or "other") and origin; no tenant label.
+# TYPE statuswatch_route_responses_total counter
+statuswatch_route_responses_total{route="__other__",class="2xx",origin="upstream"} 3
+statuswatch_route_responses_total{route="__other__",class="4xx",origin="upstream"} 2
+statuswatch_route_responses_total{route="__other__",class="other",origin="upstream"} 1
+statuswatch_route_responses_total{route="__other__",class="5xx",origin="proxy"} 2
+statuswatch_route_responses_total{route="GET /api/v2/customers/{id}",class="2xx",origin="upstream"} 3
+statuswatch_route_responses_total{route="GET /api/v2/nowhere/{id}",class="4xx",origin="upstream"} 1
 # HELP statuswatch_spike_active 1 while a spike of the signal is active; tenant="__all__" is the overall series.
 # TYPE statuswatch_spike_active gauge
 statuswatch_spike_active{signal="5xx",tenant="__all__"} 0

@@ -9,6 +9,7 @@
 //!
 //! * `tenants`: the tenants of one scrape, read from the registry once;
 //! * `tallies`: the per-tenant and process-wide counters;
+//! * `routes`: the responses by route (no tenant);
 //! * `detector`: the detector's snapshot;
 //! * `process`: catalog, build, reloads, connections, `process_*`;
 //! * `text`: the text-format primitives they share;
@@ -23,6 +24,7 @@ pub mod budget;
 mod detector;
 pub mod names;
 mod process;
+mod routes;
 mod tallies;
 mod tenants;
 mod text;
@@ -41,6 +43,7 @@ pub fn render(shared: &Shared, out: &mut String) {
     let live = shared.live.load();
     let tenants = tenants::Tenants::collect(&shared.registry);
     tallies::render(shared, &tenants, &live, out);
+    routes::render(shared, &live, out);
     detector::render(shared, &tenants, out);
     tallies::render_suspensions(shared, &tenants, out);
     process::render_info(shared, &live.catalog, out);

@@ -16,6 +16,8 @@
 
 /// Counter `{tenant, code, class, origin}`: every response sent to a client.
 pub const RESPONSES_TOTAL: &str = "statuswatch_responses_total";
+/// Counter `{route, class, origin}`: every response, by route (no tenant).
+pub const ROUTE_RESPONSES_TOTAL: &str = "statuswatch_route_responses_total";
 /// Counter `{code}`: real code of every undocumented response.
 pub const UNDOCUMENTED_RESPONSES_TOTAL: &str = "statuswatch_undocumented_responses_total";
 /// Histogram `{class, origin}`: client-observed duration.
@@ -84,7 +86,7 @@ pub const SERIES: &str = "statuswatch_series";
 /// Every family statuswatch exports itself (the prometheus crate adds the
 /// standard `process_*` families), in exposition order. Which of the
 /// per-tenant latency families are present depends on `tenant.latency`.
-pub const FAMILIES: [&str; 24] = [
+pub const FAMILIES: [&str; 25] = [
     RESPONSES_TOTAL,
     UNDOCUMENTED_RESPONSES_TOTAL,
     REQUEST_DURATION_SECONDS,
@@ -96,6 +98,7 @@ pub const FAMILIES: [&str; 24] = [
     TENANTS_TRACKED,
     TENANTS_LIMIT,
     TENANT_OVERFLOW_TOTAL,
+    ROUTE_RESPONSES_TOTAL,
     SPIKE_ACTIVE,
     SIGNAL_RATIO,
     SPIKES_TOTAL,
@@ -115,8 +118,9 @@ pub const FAMILIES: [&str; 24] = [
 
 /// Label names. Values with a fixed meaning: `tenant` may be one of the
 /// reserved names in [`crate::tenant`] (`__none__`, `__invalid__`,
-/// `__overflow__`, `__all__`); `window` is [`WINDOW_SHORT`] or
-/// [`WINDOW_BASELINE`]; `origin` is `upstream` or `proxy`.
+/// `__overflow__`, `__all__`); `route` may be [`crate::route::OTHER`];
+/// `window` is [`WINDOW_SHORT`] or [`WINDOW_BASELINE`]; `origin` is
+/// `upstream` or `proxy`.
 pub mod label {
     pub const TENANT: &str = "tenant";
     pub const CODE: &str = "code";
@@ -131,11 +135,12 @@ pub mod label {
     pub const VERSION: &str = "version";
     pub const RESULT: &str = "result";
     pub const LISTENER: &str = "listener";
+    pub const ROUTE: &str = "route";
 
     /// Every label name above.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         TENANT, CODE, CLASS, ORIGIN, KIND, SIGNAL, WINDOW, LE, REASON, MEANING, VERSION, RESULT,
-        LISTENER,
+        LISTENER, ROUTE,
     ];
 }
 

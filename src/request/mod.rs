@@ -21,7 +21,8 @@
 //! 5. on failure, [`outcome::answer_failure`]: which status, if any, the
 //!    proxy answers with.
 //! 6. [`Core::finish`]: the response that was actually sent, counted once
-//!    with its origin, and a redacted log line if the request failed.
+//!    with its origin (and its route, and kept for `/failures` if it
+//!    failed), and a redacted log line if the request failed.
 //!
 //! Origin is decided from what happened, not guessed from the code: a
 //! response is `upstream` when its status is the one the upstream sent and
@@ -40,7 +41,7 @@ use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 
 use crate::limit::BodyTicket;
-use crate::record::Finished;
+use crate::record::{Asked, Finished};
 use crate::state::Shared;
 use crate::status::Origin;
 use crate::tally::UpstreamErrorKind;
@@ -284,6 +285,11 @@ impl Core {
                 origin,
                 elapsed: end.saturating_duration_since(ctx.start),
                 error_kind: ctx.error_kind,
+                request: Some(Asked {
+                    method: &req.method,
+                    path: req.uri.path(),
+                    headers: &req.headers,
+                }),
             };
             shared.record(live, &finished, now);
         });

@@ -364,6 +364,18 @@ impl Registry {
         }
     }
 
+    /// Run `f` with the label of a reference, without copying it (`None`
+    /// when the slot was reclaimed).
+    pub fn with_name<R>(&self, r: SlotRef, f: impl FnOnce(&str) -> R) -> Option<R> {
+        if r.is_reserved() {
+            return RESERVED_NAMES.get(r.idx as usize).map(|n| f(n));
+        }
+        let slot = self.slot(r);
+        let name = slot.name.lock().ok()?;
+        let name = name.as_deref().filter(|_| slot.generation() == r.gen)?;
+        Some(f(name))
+    }
+
     /// The label of a reference, if it is still current.
     pub fn name_of(&self, r: SlotRef) -> Option<String> {
         if r.is_reserved() {

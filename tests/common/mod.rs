@@ -43,7 +43,8 @@ pub struct SeenRequest {
 /// (headers, part of the body, then RST), `/malformed` (garbage response),
 /// `/close` (answers then closes the keep-alive connection abruptly),
 /// `/tenant/{name}` (200 with `X-Resolved-Tenant: {name}`), `/upgrade` (101,
-/// then echoes bytes both ways until the client closes, like a WebSocket).
+/// then echoes bytes both ways until the client closes, like a WebSocket);
+/// any other path with `X-Upstream-Status: {code}` answers that code.
 pub struct Upstream {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -259,6 +260,9 @@ fn serve(conn: TcpStream) {
             // pooled connection, with the proxy not yet aware of it.
             let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             return;
+        } else if let Some(code) = header(&headers, "x-upstream-status") {
+            // Any other path answered with the status the request asks for.
+            respond(&mut w, code.parse().unwrap_or(400), b"{}")
         } else {
             respond(&mut w, 404, b"no such path")
         };
