@@ -94,6 +94,8 @@ cmd_test() {
   suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
+  suite "e2e: one incident, one page (the shipped Alertmanager routes and inhibit rules)" \
+    python3 tests/e2e/test_routing.py
   suite "e2e: fleet replay, 1 and 3 sidecars, shipped rules" python3 tests/e2e/test_fleet_replay.py
   suite "e2e: a long incident keeps firing (compressed windows)" python3 tests/e2e/test_long_incident.py
   suite "e2e: production cadence (15 s and 60 s scrape, rules generated for each; 15 s rules under 60 s)" \

@@ -10,8 +10,9 @@
 
 use super::spikes::{signal_title, Chain};
 use super::yaml::{num, q, Alert};
-use super::{RulesOptions, Yaml, SIG, TEN};
+use super::{RulesOptions, Yaml, POD_LABELS, SIG, TEN};
 use crate::detect::{SignalSpec, SUSPENDED_SIGNAL};
+use crate::metrics::names::{label, ROUTE_RESPONSES_TOTAL};
 
 /// The dashboards' UIDs (`dashboards/*.json`; `deploy/check.sh` checks
 /// every `dashboard_url` against them).
@@ -21,26 +22,60 @@ pub const OVERVIEW_DASHBOARD_UID: &str = "statuswatch-overview";
 /// How many tenants an overall spike's description names.
 pub(super) const TOP_TENANTS: usize = 3;
 
-/// Go-template code that sets `$sel` to the matchers of the alert's own
-/// series: the signal, the tenant (for a tenant alert), the job, and
-/// namespace and cluster when the alert has them (an absent label matches
-/// only series without it, so two APIs never mix).
+/// Go-template code that sets `$scope` to the matchers of the alert's API
+/// (the job, and namespace and cluster when the alert has them: an absent
+/// label matches only series without it, so two APIs never mix) and `$sel`
+/// to those of its own series (the signal, and the tenant for a tenant
+/// alert, within that scope).
 fn selector(sig: &str, tenant: bool) -> String {
-    let (fmt, args) = if tenant {
-        (
-            format!("{SIG}=%q,{TEN}=%q,job=%q"),
-            format!("$labels.{TEN} $labels.job"),
-        )
-    } else {
-        (format!("{SIG}=%q,job=%q"), "$labels.job".to_string())
-    };
-    let mut s = format!("{{{{ $sel := printf {fmt:?} {sig:?} {args} }}}}");
+    let mut s = "{{ $scope := printf \"job=%q\" $labels.job }}".to_string();
     for l in ["namespace", "cluster"] {
         s.push_str(&format!(
-            "{{{{ with $labels.{l} }}}}{{{{ $sel = printf \"%s,{l}=%q\" $sel . }}}}{{{{ end }}}}"
+            "{{{{ with $labels.{l} }}}}{{{{ $scope = printf \"%s,{l}=%q\" $scope . }}}}{{{{ end }}}}"
+        ));
+    }
+    if tenant {
+        s.push_str(&format!(
+            "{{{{ $sel := printf \"{SIG}=%q,{TEN}=%q,%s\" {sig:?} $labels.{TEN} $scope }}}}"
+        ));
+    } else {
+        s.push_str(&format!(
+            "{{{{ $sel := printf \"{SIG}=%q,%s\" {sig:?} $scope }}}}"
         ));
     }
     s
+}
+
+/// How many routes a spike's description names.
+pub(super) const TOP_ROUTES: usize = 3;
+
+/// The sentence naming the routes that failed most in the window, over all
+/// tenants (the route tally has no tenant label, so a tenant alert names
+/// the API's failing routes, most often its own), or nothing for a signal
+/// the tally cannot tell: it keeps classes, not codes, so only a signal
+/// made of whole classes (5xx) gets one.
+fn failing_routes(spec: &SignalSpec, c: &Chain) -> String {
+    let whole_classes = spec.codes.iter().all(|code| {
+        spec.classes
+            .iter()
+            .any(|cl| cl.starts_with(char::from(b'0' + (*code / 100) as u8)))
+    });
+    if !c.route_tally || spec.classes.is_empty() || !whole_classes {
+        return String::new();
+    }
+    let expr = format!(
+        "sort_desc(topk({TOP_ROUTES}, sum without ({POD_LABELS}, {origin}) (increase({ROUTE_RESPONSES_TOTAL}{{{class}=~{re},%s}}[{w}])) > 0))",
+        origin = label::ORIGIN,
+        class = label::CLASS,
+        re = q(&spec.classes.join("|")),
+        w = c.w,
+    );
+    format!(
+        " Failing routes, all tenants, last {w}: {{{{ range $i, $r := query (printf {expr:?} $scope) }}}}{{{{ if $i }}}}; {{{{ end }}}}{{{{ $r.Labels.{route} }}}} {{{{ $r.Labels.{class} }}}} x{{{{ $r.Value | printf \"%.0f\" }}}}{{{{ else }}}}none recorded{{{{ end }}}}.",
+        w = c.w,
+        route = label::ROUTE,
+        class = label::CLASS,
+    )
 }
 
 /// The first value of `metric{$sel<more>}` through `fmt` (a template
@@ -99,6 +134,7 @@ pub(super) fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &Ru
         num(spec.factor),
     );
     let base = opts.grafana_url.trim_end_matches('/');
+    let routes = failing_routes(spec, c);
     let (k, n) = (
         c.events("tenant"),
         format!("tenant:statuswatch_signal_window_requests:increase{w}"),
@@ -128,7 +164,7 @@ pub(super) fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &Ru
         labels: &[("severity", "warning"), (SIG, sig)],
         summary: &format!("{what} spike for tenant {{{{ $labels.tenant }}}}"),
         description: &format!(
-            "{sel}{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}: {kn}, summed over all pods of {{{{ $labels.job }}}}. Its baseline share over the last {b} was {baseline}, the decision expected at most {p0}: {stat}{hint}",
+            "{sel}{{{{ $value | humanizePercentage }}}} of tenant {{{{ $labels.tenant }}}}'s requests in the last {w} were {what}: {kn}, summed over all pods of {{{{ $labels.job }}}}. Its baseline share over the last {b} was {baseline}, the decision expected at most {p0}: {stat}{routes}{hint}",
             sel = selector(sig, true),
         ),
         dashboard: Some(dashboard_url(base, TENANT_DASHBOARD_UID, true)),
@@ -167,7 +203,7 @@ pub(super) fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &Ru
         labels: &[("severity", spec.severity.as_str()), (SIG, sig)],
         summary: &format!("{what} spike across all tenants of {{{{ $labels.job }}}}"),
         description: &format!(
-            "{sel}{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}: {overall_kn}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Tenants carrying it (signal events above their expected share, most first): {tenants}.{hint}",
+            "{sel}{{{{ $value | humanizePercentage }}}} of all requests in the last {w} were {what}: {overall_kn}, summed over all pods and tenants of {{{{ $labels.job }}}}: {stat} Tenants carrying it (signal events above their expected share, most first): {tenants}.{routes}{hint}",
             sel = selector(sig, false),
         ),
         dashboard: Some(dashboard_url(base, OVERVIEW_DASHBOARD_UID, false)),
@@ -188,13 +224,38 @@ mod tests {
     #[test]
     fn the_selector_names_the_alerts_own_series() {
         let s = selector("5xx", true);
-        assert!(s.starts_with(
-            "{{ $sel := printf \"signal=%q,tenant=%q,job=%q\" \"5xx\" $labels.tenant $labels.job }}"
-        ));
+        assert!(s.starts_with(r#"{{ $scope := printf "job=%q" $labels.job }}"#));
         assert!(s.contains(
-            "{{ with $labels.namespace }}{{ $sel = printf \"%s,namespace=%q\" $sel . }}{{ end }}"
+            r#"{{ with $labels.namespace }}{{ $scope = printf "%s,namespace=%q" $scope . }}{{ end }}"#
+        ));
+        assert!(s.ends_with(
+            r#"{{ $sel := printf "signal=%q,tenant=%q,%s" "5xx" $labels.tenant $scope }}"#
         ));
         assert!(!selector("5xx", false).contains("tenant"));
+    }
+
+    /// Routes are named for a signal of whole classes only, and not at all
+    /// without the route tally.
+    #[test]
+    fn failing_routes_only_where_the_tally_can_tell() {
+        let mut cfg = crate::config::Config::defaults().unwrap();
+        let specs = SignalSpec::all_from_config(&cfg).unwrap();
+        let cadence = super::super::Cadence::of(&cfg).unwrap();
+        let c = Chain::new(&cfg, cadence);
+        let five = specs.iter().find(|s| s.name == "5xx").unwrap();
+        let susp = specs.iter().find(|s| s.name == SUSPENDED_SIGNAL).unwrap();
+        let r = failing_routes(five, &c);
+        assert!(
+            r.contains(r#"statuswatch_route_responses_total{class=~\"5xx\",%s}[1m]"#),
+            "{r}"
+        );
+        assert!(
+            failing_routes(susp, &c).is_empty(),
+            "451 is a code, not a class"
+        );
+        cfg.route_tally.enabled = false;
+        let c = Chain::new(&cfg, cadence);
+        assert!(failing_routes(five, &c).is_empty());
     }
 
     #[test]

@@ -342,8 +342,9 @@ mod tests {
             let out = rules(cfg, &RulesOptions::default()).unwrap();
             let ranges = raw_ranges(&out);
             // requests and two signals' events, suspensions, overflow, up (the
-            // wave reads the suspended gauge as an instant vector only)
-            assert_eq!(ranges.len(), 6, "{ranges:?}");
+            // wave reads the suspended gauge as an instant vector only), and
+            // the 5xx alerts' failing routes (queried only while they fire)
+            assert_eq!(ranges.len(), 8, "{ranges:?}");
             for (sel, range) in &ranges {
                 let secs = humantime::parse_duration(range).unwrap().as_secs();
                 assert!(secs >= 4 * scrape, "{sel}[{range}] at a {scrape}s scrape");

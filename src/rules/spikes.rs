@@ -106,6 +106,9 @@ pub(super) struct Chain {
     /// windows; a left-open `[2w]` holds only the last), so one missed
     /// evaluation does not drop what it holds.
     pub hold: String,
+    /// Whether the sidecars keep the route tally the alerts can name
+    /// failing routes from (`route_tally.enabled`).
+    pub route_tally: bool,
 }
 
 impl Chain {
@@ -123,6 +126,7 @@ impl Chain {
             recent: prom_duration(w + ca),
             covers: prom_duration(w * 2 + ca),
             hold: prom_duration(w * 2 + w / 2),
+            route_tally: cfg.route_tally.enabled,
         }
     }
 

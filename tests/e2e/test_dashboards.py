@@ -91,6 +91,10 @@ FLEET_SERIES = re.compile(r"(?<![A-Za-z0-9_:$])(ALERTS|[A-Za-z_]\w*:statuswatch_
 
 # (dashboard uid, panel title) -> why the panel may be empty when all is well.
 ALLOWED_EMPTY = {
+    ("statuswatch-overview", "Failing routes (all tenants)"):
+        "routes answering 5xx only (> 0); empty while no route fails",
+    ("statuswatch-tenant", "Failing routes (all tenants)"):
+        "routes answering 5xx only (> 0); empty while no route fails",
     ("statuswatch-overview", "Currently spiking tenants"):
         "rows only while a tenant's fleet spike alert fires (or the rules decide a spike); empty means nobody is paged",
     ("statuswatch-overview", "Spike onsets"):
