@@ -62,6 +62,19 @@ impl Rng {
     }
 }
 
+/// The distinct `route` label values of the route tally.
+fn route_labels(m: &Metrics) -> BTreeSet<String> {
+    m.matching(ROUTE, &[])
+        .filter_map(|(l, _)| {
+            l.split("route=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 fn route_series(m: &Metrics) -> BTreeMap<String, f64> {
     m.matching(ROUTE, &[])
         .map(|(labels, v)| (labels.to_string(), v))
@@ -98,16 +111,7 @@ fn rev23_traffic_over_thirty_templates_costs_at_most_templates_classes_origins()
     }
     let m = sw.metrics();
     let series = route_series(&m);
-    let labels: BTreeSet<String> = m
-        .matching(ROUTE, &[])
-        .filter_map(|(l, _)| {
-            l.split("route=\"")
-                .nth(1)?
-                .split('"')
-                .next()
-                .map(str::to_string)
-        })
-        .collect();
+    let labels = route_labels(&m);
     let want: BTreeSet<String> = templates
         .iter()
         .map(|(m, p)| {
@@ -166,16 +170,7 @@ fn unmatched_paths_through_the_proxy_stay_within_the_cap() {
         .unwrap();
     }
     let m = sw.metrics();
-    let labels: BTreeSet<String> = m
-        .matching(ROUTE, &[])
-        .filter_map(|(l, _)| {
-            l.split("route=\"")
-                .nth(1)?
-                .split('"')
-                .next()
-                .map(str::to_string)
-        })
-        .collect();
+    let labels = route_labels(&m);
     assert_eq!(labels.len(), 20 + 1 + 1, "{labels:?}");
     assert!(labels.contains("__other__") && labels.contains("GET /api/v2/customers/{id}"));
     assert_eq!(
