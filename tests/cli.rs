@@ -7,24 +7,6 @@ use std::process::Command;
 
 use common::*;
 
-fn check(toml: &str, env: &[(&str, &str)]) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, toml).unwrap();
-    let mut cmd = Command::new(bin());
-    cmd.arg("check").arg("--config").arg(&path);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[test]
 fn shipped_config_is_valid() {
     let out = Command::new(bin())
@@ -83,7 +65,7 @@ fn bad_configs_name_the_key() {
         ("this is not toml", "c.toml"),
     ];
     for (toml, key) in cases {
-        let (ok, text) = check(toml, &[]);
+        let (ok, text) = check_config(toml);
         assert!(!ok, "accepted bad config {toml:?}");
         assert!(
             text.contains(key),
@@ -113,7 +95,7 @@ fn totals(text: &str) -> (u64, u64) {
 #[test]
 fn check_prints_the_series_a_config_costs() {
     let file = "[log]\nformat = \"text\"\n";
-    let (ok, text) = check(file, &[]);
+    let (ok, text) = check_config(file);
     assert!(ok, "{text}");
     assert!(
         text.contains(
@@ -132,7 +114,7 @@ fn check_prints_the_series_a_config_costs() {
     assert!(worst > 10 * expected / 2, "{text}");
     let mut by_mode = Vec::new();
     for mode in ["off", "slow", "summary", "histogram"] {
-        let (ok, text) = check(file, &[("STATUSWATCH__TENANT__LATENCY", mode)]);
+        let (ok, text) = check_config_env(file, &[("STATUSWATCH__TENANT__LATENCY", mode)]);
         assert!(ok, "{text}");
         by_mode.push(totals(&text).1);
     }
@@ -145,11 +127,11 @@ fn check_prints_the_series_a_config_costs() {
         [10_001, 9_999, 60_000]
     );
     // proportional to the cap
-    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "1000")]);
+    let (ok, text) = check_config_env(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "1000")]);
     assert!(ok, "{text}");
     assert!((4_000..4_200).contains(&totals(&text).1), "{text}");
     // a bad mode stops check naming the key
-    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__LATENCY", "p99")]);
+    let (ok, text) = check_config_env(file, &[("STATUSWATCH__TENANT__LATENCY", "p99")]);
     assert!(!ok);
     assert!(text.starts_with("statuswatch: tenant.latency: "), "{text}");
 }
@@ -158,10 +140,10 @@ fn check_prints_the_series_a_config_costs() {
 fn bad_env_override_names_the_key() {
     // (An empty file is refused on its own; see unusable_files_get_one_clear_line.)
     let file = "[log]\nformat = \"text\"\n";
-    let (ok, text) = check(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "plenty")]);
+    let (ok, text) = check_config_env(file, &[("STATUSWATCH__TENANT__MAX_TENANTS", "plenty")]);
     assert!(!ok);
     assert!(text.contains("max_tenants"), "{text}");
-    let (ok, text) = check(file, &[("STATUSWATCH__PROXY__NOPE", "1")]);
+    let (ok, text) = check_config_env(file, &[("STATUSWATCH__PROXY__NOPE", "1")]);
     assert!(!ok);
     assert!(text.contains("nope"), "{text}");
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use common::*;
 use statuswatch::config::{Config, RouteTemplate};
@@ -257,27 +256,9 @@ fn a_million_distinct_unmatched_paths_stay_within_the_cap() {
     );
 }
 
-fn check(toml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(&path, toml).unwrap();
-    let out = Command::new(bin())
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[test]
 fn check_prices_the_routes_and_names_a_clashing_template() {
-    let (ok, text) = check(&routes_toml(&rev23(), 200));
+    let (ok, text) = check_config(&routes_toml(&rev23(), 200));
     assert!(ok, "{text}");
     let row = text
         .lines()
@@ -287,16 +268,16 @@ fn check_prices_the_routes_and_names_a_clashing_template() {
     let nums: Vec<&str> = row.split_whitespace().skip(1).collect();
     assert_eq!(nums, ["2,772", "150"], "{row}");
 
-    let (ok, text) = check(&routes_toml(
+    let (ok, text) = check_config(&routes_toml(
         &[("GET", "/a/{id}"), ("GET", "/a/{name}")],
         200,
     ));
     assert!(!ok);
     assert!(text.contains("route_tally.routes[1].path"), "{text}");
-    let (ok, text) = check("[route_tally]\nmax_routes = 0\n");
+    let (ok, text) = check_config("[route_tally]\nmax_routes = 0\n");
     assert!(!ok);
     assert!(text.contains("route_tally.max_routes"), "{text}");
-    let (ok, text) = check("[route_tally]\nenabled = false\n");
+    let (ok, text) = check_config("[route_tally]\nenabled = false\n");
     assert!(ok, "{text}");
     assert!(!text.contains(ROUTE), "{text}");
 }

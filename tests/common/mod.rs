@@ -287,6 +287,31 @@ pub struct Statuswatch {
     pub config_path: PathBuf,
 }
 
+/// `statuswatch check --config` on `toml` with extra environment: (exit
+/// status 0, stdout + stderr).
+pub fn check_config_env(toml: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("check").arg("--config").arg(&path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `statuswatch check --config` on `toml`: (exit status 0, stdout + stderr).
+pub fn check_config(toml: &str) -> (bool, String) {
+    check_config_env(toml, &[])
+}
+
 pub fn config_toml(
     proxy: SocketAddr,
     admin: SocketAddr,
