@@ -8,7 +8,7 @@
 //! links the Grafana dashboard that shows the same decision
 //! (`dashboard_url`, from [`RulesOptions::grafana_url`]).
 
-use super::spikes::{signal_title, Chain};
+use super::spikes::{in_classes, signal_title, Chain};
 use super::yaml::{num, q, Alert};
 use super::{RulesOptions, Yaml, POD_LABELS, SIG, TEN};
 use crate::detect::{SignalSpec, SUSPENDED_SIGNAL};
@@ -55,11 +55,7 @@ pub(super) const TOP_ROUTES: usize = 3;
 /// the tally cannot tell: it keeps classes, not codes, so only a signal
 /// made of whole classes (5xx) gets one.
 fn failing_routes(spec: &SignalSpec, c: &Chain) -> String {
-    let whole_classes = spec.codes.iter().all(|code| {
-        spec.classes
-            .iter()
-            .any(|cl| cl.starts_with(char::from(b'0' + (*code / 100) as u8)))
-    });
+    let whole_classes = spec.codes.iter().all(|code| in_classes(spec, *code));
     if !c.route_tally || spec.classes.is_empty() || !whole_classes {
         return String::new();
     }
@@ -211,7 +207,8 @@ pub(super) fn spike_alerts(y: &mut Yaml, spec: &SignalSpec, c: &Chain, opts: &Ru
     });
 }
 
-fn describe_codes(spec: &SignalSpec) -> String {
+/// The signal's classes and codes, for the alerts' wording ("451", "5xx, 429").
+pub(super) fn describe_codes(spec: &SignalSpec) -> String {
     let mut parts: Vec<String> = spec.classes.clone();
     parts.extend(spec.codes.iter().map(|c| c.to_string()));
     parts.join(", ")

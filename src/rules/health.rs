@@ -86,13 +86,7 @@ pub(super) fn suspension_rules(y: &mut Yaml, cfg: &Config, spec: &SignalSpec, ca
         &format!("sum without ({POD_LABELS}) (rate({SUSPENSIONS_TOTAL}[{r5}]))"),
     );
     let days = prom_duration(spec.relearn_after);
-    let codes = spec
-        .classes
-        .iter()
-        .cloned()
-        .chain(spec.codes.iter().map(|c| c.to_string()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let codes = super::annotate::describe_codes(spec);
     y.alert(Alert {
         name: "StatuswatchSuspensionWave",
         expr: &format!(

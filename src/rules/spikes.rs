@@ -47,6 +47,13 @@ pub fn signal_title(name: &str) -> String {
         .collect()
 }
 
+/// Whether `code` falls in one of the signal's classes ("5xx" holds 503).
+pub(super) fn in_classes(spec: &SignalSpec, code: u16) -> bool {
+    spec.classes
+        .iter()
+        .any(|c| c.starts_with(char::from(b'0' + (code / 100) as u8)))
+}
+
 /// The label selector(s) of a signal's events, disjoint: classes first, then
 /// the codes outside those classes ([`SignalSpec::all_from_config`] has
 /// checked that those are catalog codes, so each has a `code` label).
@@ -59,12 +66,7 @@ pub(super) fn selectors(spec: &SignalSpec) -> Vec<String> {
     let codes: Vec<String> = spec
         .codes
         .iter()
-        .filter(|code| {
-            !spec
-                .classes
-                .iter()
-                .any(|c| c.starts_with(char::from(b'0' + (*code / 100) as u8)))
-        })
+        .filter(|code| !in_classes(spec, **code))
         .map(|c| c.to_string())
         .collect();
     if !codes.is_empty() {
