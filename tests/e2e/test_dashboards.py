@@ -17,7 +17,9 @@ Panels that are empty by design when all is well are listed in ALLOWED_EMPTY wit
 reason; they must still parse. Targets that are empty by design in a latency mode are
 listed in MODE_EMPTY: in that mode they must be empty (data there would be a wrong
 reading, e.g. a 0 % slow share where nothing measures it), and the panel's description
-must say so, naming the mode ("slow", ...) and the word "empty". Once a sidecar has
+must say so, naming the mode ("slow", ...) and the word "empty". Targets in EMPTY_WHILE may be
+empty only while a query over the rules' own series says there is nothing to show (the overall
+expected share while the overall series is still cold). Once a sidecar has
 per-tenant spike onsets, "Spike onsets in the time range" must list every one of their
 series (each is created at its first onset, at 1, so a plain increase() misses it).
 Before querying, the test waits (bounded, 120 s) for the demo's scripted incident to make a tenant spike and then drills into that tenant, so the
@@ -118,6 +120,19 @@ ALLOWED_EMPTY = {
     ("statuswatch-tenant", "Spike onsets (per pod, in-process)"):
         "shows only increases of this tenant's statuswatch_spikes_total (> 0); empty when it did not spike",
 }
+# (dashboard uid, panel title, refId) -> (PromQL over the job's recorded series, why): the target may
+# be empty only while that query has a result, i.e. while the rules themselves say there is nothing to
+# show. The overall expected share p0 exists only once the overall series has a baseline of its own,
+# N >= max(min_requests, n) requests in complete baseline windows outside spikes; on a fresh Prometheus
+# (and while the demo's scripted incidents freeze the overall baseline) a signal can have events in
+# its window, and so a window share, but no p0 yet.
+EMPTY_WHILE = {
+    ("statuswatch-overview", "Signal ratio vs baseline (all tenants)", "B"): (
+        'count({{__name__=~"job:statuswatch_signal_window_requests:increase[0-9a-z]+",{job}}}'
+        ' unless on (signal) job:statuswatch_signal_expected:ratio{{{job}}})',
+        "the overall series is still cold: its window has signal events but its baseline holds fewer "
+        "than max(min_requests, n) requests outside spikes, so the rules have no expected share yet"),
+}
 # (dashboard uid, panel title) -> why the panel is empty for the fleet's traffic (on top of ALLOWED_EMPTY).
 FLEET_EMPTY = {
     ("statuswatch-overview", "Undocumented codes"):
@@ -133,6 +148,8 @@ FLEET_INCIDENT_PANELS = {
     ("statuswatch-overview", "Spike onsets in the time range"),
     ("statuswatch-tenant", "Signal ratios (while spiking)"),
     ("statuswatch-tenant", "Spike onsets"),
+    # warmed up (the incident waits for the overall baseline): the expected share must be there
+    ("statuswatch-overview", "Signal ratio vs baseline (all tenants)"),
 }
 
 # Per-tenant latency modes (tenant.latency); the first is the default.
@@ -410,6 +427,11 @@ def run_panels(prom, todo, started, watch, fake_mode):
             allowed = None if must else ALLOWED_EMPTY.get((uid, p.get("title")))
             if label == "fleet" and not allowed:
                 allowed = FLEET_EMPTY.get((uid, p.get("title")))
+            cond = None if must else EMPTY_WHILE.get((uid, p.get("title"), t.get("refId")))
+            if cond and not allowed and ok and not has_data:
+                query, why = cond
+                if prom.scalar(query.format(job=f'job="{job}"')):
+                    allowed = why
             if fake_mode and reads_fleet_series(t):
                 allowed = "--fake: the fixture gets no spike alerts and too little time for the rules' baseline"
             if (uid, p.get("title")) in ONSET_PANELS and onsets:
