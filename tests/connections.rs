@@ -292,7 +292,7 @@ fn connection_floods_stay_bounded_and_memory_comes_back() {
     // Memory and fds come back, while the normal client goes on as a live
     // sidecar's traffic does. (Memory a worker thread freed is handed back
     // when that thread next runs; a fully idle process keeps ~2-3x idle
-    // until then. See README, "Memory".)
+    // until then. See docs/operations.md, "Memory after a flood".)
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut after = rss_kib(pid);
     let mut seen = Vec::new();

@@ -48,7 +48,7 @@ use crate::tenant;
 /// origins seen within `tenant.idle_ttl`. 3 = mostly 2xx plus two other
 /// codes; 10,000 tenants of ~8 REV23-like requests each measured 3.06
 /// (`bench/series.py`; 2.7 in issue 24's fill), and a busy tenant over a
-/// whole hour can reach 5–10 (see the README).
+/// whole hour can reach 5–10 (docs/scaling.md).
 pub const EXPECTED_RESPONSE_SERIES: u64 = 3;
 /// Expected class/origin pairs of `statuswatch_request_duration_seconds`:
 /// 2xx, 4xx and 5xx from the upstream, 5xx from the proxy.
@@ -277,7 +277,7 @@ impl fmt::Display for Budget {
         write!(
             f,
             "  expected: every slot in use, {EXPECTED_RESPONSE_SERIES} response series and the latency series per tenant, \
-             nothing spiking or suspended (README \"Running at scale\"); /metrics reports the live count as {}",
+             nothing spiking or suspended (docs/scaling.md); /metrics reports the live count as {}",
             names::SERIES
         )
     }
