@@ -4,17 +4,23 @@
 //! `statuswatch demo` runs both next to the real proxy so a newcomer sees
 //! real tallies within seconds; `statuswatch demo-upstream` runs the upstream
 //! alone, as a controllable backend for tests (`GET /status/{code}` answers
-//! that code, `?delay_ms=N` delays it).
+//! that code, `?delay_ms=N` delays it); `statuswatch demo-traffic` runs the
+//! generator alone against a proxy given by address (the compose demo).
 //!
-//! The incident script repeats every 3 minutes: `inkhouse` has a 5xx burst
+//! The incident script is the upstream's, timed from its start, so the
+//! generator only sends the request mix. It repeats every 3 minutes:
+//! `inkhouse` has a 5xx burst
 //! from 0:30 to 1:15, `shadyink` is suspended (451) from 1:00 to 2:30, and
 //! `blackcat` is always past due (402). One API answer in [`SLOW_ONE_IN`]
 //! takes [`SLOW_DELAY`], a slow tail above the default latency objective
 //! (500 ms), so the per-tenant latency panels have something to show.
 
 use std::cell::Cell;
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -202,12 +208,135 @@ impl ServeHttp for DemoUpstream {
     }
 }
 
+/// Requests per second the generator sends by default (`demo`, `demo-traffic`).
+pub const RPS: u32 = 40;
+/// Keep-alive connections the generator spreads them over.
+pub const CONNECTIONS: u32 = 4;
+
+/// Where the generator sends: `host:port`, the host an IP address or a name.
+/// A name is resolved again on every connect, so a proxy that starts later,
+/// or restarts under a new address (a container), is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    host: String,
+    port: u16,
+}
+
+/// A `--target` that is not `host:port`.
+#[derive(Debug, thiserror::Error)]
+#[error("expected host:port (e.g. statuswatch:8080 or 127.0.0.1:8080), got {got:?}: {why}")]
+pub struct BadTarget {
+    got: String,
+    why: &'static str,
+}
+
+impl FromStr for Target {
+    type Err = BadTarget;
+
+    fn from_str(s: &str) -> Result<Target, BadTarget> {
+        let bad = |why| BadTarget {
+            got: s.to_string(),
+            why,
+        };
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return (addr.port() != 0)
+                .then(|| Target::from(addr))
+                .ok_or(bad("port 0"));
+        }
+        if s.contains("://") || s.contains('/') {
+            return Err(bad("no scheme or path"));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or(bad("no port"))?;
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or(bad("the port must be 1..65535"))?;
+        // A DNS name (compose service names may hold '_'); an IPv6 address
+        // needs brackets, which the SocketAddr parse above took.
+        let name_ok = !host.is_empty()
+            && !host.starts_with(['-', '.'])
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        if !name_ok {
+            return Err(bad("the host must be an IP address or a DNS name"));
+        }
+        Ok(Target {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl From<SocketAddr> for Target {
+    fn from(addr: SocketAddr) -> Target {
+        Target {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Traffic generator: keep-alive clients sending a REV23-like mix through the proxy.
 #[derive(Debug)]
 pub struct Traffic {
-    pub target: SocketAddr,
+    pub target: Target,
     pub rps: u32,
     pub connections: u32,
+    /// Log what it sent and got (by class) this often; None = never (`demo`
+    /// prints the proxy's own tallies instead).
+    pub report_every: Option<Duration>,
+}
+
+/// How long a connect may take before the generator tries again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one exchange may take (the demo API's slowest answer is
+/// [`SLOW_DELAY`]) before the connection is dropped.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause of one connection after a failed connect.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the target was reachable at the last attempt (0: not tried yet),
+/// so that only a change is logged, once, not every connection's every retry.
+#[derive(Debug, Default)]
+struct Reach(AtomicU8);
+
+impl Reach {
+    const UP: u8 = 1;
+    const DOWN: u8 = 2;
+
+    fn set(&self, to: u8) -> bool {
+        self.0.swap(to, Ordering::Relaxed) != to
+    }
+}
+
+/// Responses by class (index 1..=5) and failed exchanges (index 0).
+#[derive(Debug, Default)]
+struct Tally([AtomicU64; 6]);
+
+impl Tally {
+    fn take(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.0[i].swap(0, Ordering::Relaxed))
+    }
+}
+
+async fn connect(target: &Target) -> std::io::Result<TcpStream> {
+    let conn = TcpStream::connect((target.host.as_str(), target.port));
+    match tokio::time::timeout(CONNECT_TIMEOUT, conn).await {
+        Ok(res) => res,
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
 }
 
 const PATHS: [&str; 5] = [
@@ -309,9 +438,12 @@ impl BackgroundService for Traffic {
     async fn start(&self, shutdown: ShutdownWatch) {
         let per_conn =
             Duration::from_secs_f64(self.connections.max(1) as f64 / self.rps.max(1) as f64);
+        let reach = Arc::new(Reach::default());
+        let tally = Arc::new(Tally::default());
         let mut tasks = Vec::new();
         for _ in 0..self.connections.max(1) {
-            let target = self.target;
+            let target = self.target.clone();
+            let (reach, tally) = (reach.clone(), tally.clone());
             let mut shutdown = shutdown.clone();
             tasks.push(tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(8192);
@@ -323,12 +455,60 @@ impl BackgroundService for Traffic {
                         _ = shutdown.changed() => return,
                     }
                     if conn.is_none() {
-                        conn = TcpStream::connect(target).await.ok();
+                        match connect(&target).await {
+                            Ok(c) => {
+                                if reach.set(Reach::UP) {
+                                    tracing::info!(%target, "demo traffic: connected");
+                                }
+                                conn = Some(c);
+                            }
+                            Err(e) => {
+                                if reach.set(Reach::DOWN) {
+                                    tracing::warn!(%target, error = %e, "demo traffic: cannot connect, retrying every second");
+                                }
+                                tokio::select! {
+                                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                                    _ = shutdown.changed() => return,
+                                }
+                                // no burst of the ticks missed while away
+                                tick.reset();
+                                continue;
+                            }
+                        }
                     }
                     let Some(c) = conn.as_mut() else { continue };
-                    if exchange(c, &demo_request(), &mut buf).await.is_err() {
-                        conn = None;
+                    let req = demo_request();
+                    match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(c, &req, &mut buf)).await {
+                        Ok(Ok(code)) => {
+                            let class = (code / 100).clamp(1, 5) as usize;
+                            tally.0[class].fetch_add(1, Ordering::Relaxed);
+                        }
+                        // closed by the proxy (a restart, connection: close) or stuck
+                        Ok(Err(_)) | Err(_) => {
+                            tally.0[0].fetch_add(1, Ordering::Relaxed);
+                            conn = None;
+                        }
                     }
+                }
+            }));
+        }
+        if let Some(every) = self.report_every {
+            let target = self.target.clone();
+            let mut shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    let [failed, c1, c2, c3, c4, c5] = tally.take();
+                    tracing::info!(
+                        %target,
+                        "demo traffic: last {}s: 1xx={c1} 2xx={c2} 3xx={c3} 4xx={c4} 5xx={c5} failed={failed}",
+                        every.as_secs()
+                    );
                 }
             }));
         }
@@ -445,6 +625,33 @@ mod tests {
             .filter(|_| rev23_status(Some("inkhouse"), &get, true, Duration::from_secs(40)) >= 500)
             .count();
         assert!(burst > 400 && calm < 50, "burst {burst} calm {calm}");
+    }
+
+    #[test]
+    fn targets() {
+        for (text, shown) in [
+            ("statuswatch:8080", "statuswatch:8080"),
+            ("demo_upstream.local:1", "demo_upstream.local:1"),
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("[::1]:8080", "[::1]:8080"),
+        ] {
+            let t: Target = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(t.to_string(), shown);
+        }
+        for bad in [
+            "",
+            "statuswatch",
+            ":80",
+            "x:0",
+            "x:65536",
+            "x:http",
+            "-x:80",
+            "::1:80",
+        ] {
+            assert!(bad.parse::<Target>().is_err(), "{bad:?}");
+        }
+        let e = "http://x:80".parse::<Target>().unwrap_err().to_string();
+        assert!(e.contains("no scheme or path"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! statuswatch command line: `run` (default), `check`, `rules`, `demo`, `demo-upstream`.
+//! statuswatch command line: `run` (default), `check`, `rules`, `demo`, `demo-upstream`,
+//! `demo-traffic`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use statuswatch::config::{Config, Sources};
-use statuswatch::demo::{DemoUpstream, Summary, Traffic};
+use statuswatch::demo::{DemoUpstream, Summary, Target, Traffic};
 use statuswatch::server::{self, RunOptions};
 use statuswatch::state::Live;
 
@@ -118,16 +119,34 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         upstream_listen: SocketAddr,
         /// Requests per second the traffic generator sends (0 = none).
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = statuswatch::demo::RPS)]
         rps: u32,
         /// Seconds between summary lines on stdout (0 = none).
         #[arg(long, default_value_t = 5)]
         summary_every: u64,
     },
     /// Run only the demo upstream (a controllable backend: GET /status/{code}?delay_ms=N).
+    /// Its incident script runs from its own start (see `demo`).
     DemoUpstream {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
+    },
+    /// Run only the demo traffic generator (the one of `demo`: REV23-like requests
+    /// of 7 studios), against a statuswatch proxy in front of `demo-upstream`, e.g.
+    /// the compose demo's `--target statuswatch:8080`. It waits for the proxy and
+    /// reconnects when it restarts.
+    DemoTraffic {
+        /// The proxy: host:port. A host name is resolved again on every
+        /// (re)connect.
+        #[arg(long, value_name = "HOST:PORT")]
+        target: Target,
+        /// Requests per second.
+        #[arg(long, default_value_t = statuswatch::demo::RPS,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        rps: u32,
+        /// Seconds between log lines counting the responses by class (0 = none).
+        #[arg(long, default_value_t = 10)]
+        summary_every: u64,
     },
 }
 
@@ -253,9 +272,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 srv.add_service(background_service(
                     "demo traffic",
                     Traffic {
-                        target: server::loopback(listen),
+                        target: Target::from(server::loopback(listen)),
                         rps,
-                        connections: 4,
+                        connections: statuswatch::demo::CONNECTIONS,
+                        report_every: None,
                     },
                 ));
             }
@@ -283,24 +303,51 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(&sources)?;
             init_logging(&cfg)?;
             server::check_bindable("--listen", listen)?;
-            let conf = pingora::server::configuration::ServerConf {
-                threads: 1,
-                grace_period_seconds: Some(0),
-                graceful_shutdown_timeout_seconds: Some(1),
-                ..Default::default()
-            };
-            let mut srv = pingora::server::Server::new_with_opt_and_conf(
-                pingora::server::configuration::Opt::default(),
-                conf,
-            );
-            srv.bootstrap();
+            let mut srv = demo_server();
             let mut upstream = Service::new("demo upstream".to_string(), DemoUpstream::default());
             upstream.add_tcp(&listen.to_string());
             srv.add_service(upstream);
             tracing::info!(%listen, "demo upstream listening");
             srv.run_forever()
         }
+        Command::DemoTraffic {
+            target,
+            rps,
+            summary_every,
+        } => {
+            let cfg = Config::load(&sources)?;
+            init_logging(&cfg)?;
+            let mut srv = demo_server();
+            tracing::info!(%target, rps, "demo traffic starting");
+            srv.add_service(background_service(
+                "demo traffic",
+                Traffic {
+                    target,
+                    rps,
+                    connections: statuswatch::demo::CONNECTIONS,
+                    report_every: (summary_every > 0).then(|| Duration::from_secs(summary_every)),
+                },
+            ));
+            srv.run_forever()
+        }
     }
+}
+
+/// A one-thread pingora server for `demo-upstream` and `demo-traffic`, which
+/// stops at once on SIGTERM/SIGINT (nothing to drain).
+fn demo_server() -> pingora::server::Server {
+    let conf = pingora::server::configuration::ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..Default::default()
+    };
+    let mut srv = pingora::server::Server::new_with_opt_and_conf(
+        pingora::server::configuration::Opt::default(),
+        conf,
+    );
+    srv.bootstrap();
+    srv
 }
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {

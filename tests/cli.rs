@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 
@@ -314,4 +315,100 @@ fn rules_follow_the_scrape_interval_flag() {
     let (ok, _, err) = rules(&["--scrape-interval", "soon"]);
     assert!(!ok);
     assert!(err.contains("--scrape-interval"), "{err}");
+}
+
+/// A child process killed (and reaped) on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Child(
+        Command::new(bin())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn statuswatch"),
+    )
+}
+
+/// Responses tallied per tenant (all codes, classes and origins).
+fn by_tenant(sw: &Statuswatch) -> std::collections::BTreeMap<String, f64> {
+    let m = sw.metrics_now();
+    let mut out = std::collections::BTreeMap::new();
+    for (key, v) in m.matching("statuswatch_responses_total", &[]) {
+        if let Some(t) = key
+            .split("tenant=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+        {
+            *out.entry(t.to_string()).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+/// `demo-traffic` is the compose demo's traffic: started before the proxy
+/// (a name, not an address), it waits for it, fills several tenants' series,
+/// and reconnects when the proxy restarts.
+#[test]
+fn demo_traffic_waits_for_the_proxy_and_survives_its_restart() {
+    let upstream = free_addr();
+    let _up = spawn(&["demo-upstream", "--listen", &upstream.to_string()]);
+    let (proxy, admin) = (free_addr(), free_addr());
+    let target = format!("localhost:{}", proxy.port());
+    let _traffic = spawn(&["demo-traffic", "--target", &target, "--rps", "200"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let toml = config_toml(proxy, admin, upstream, "");
+    let busy = |sw: &Statuswatch| {
+        let t = by_tenant(sw);
+        t.values().filter(|n| **n >= 5.0).count() >= 4
+    };
+    let sw = Statuswatch::start_with(&toml, proxy, admin, &[]);
+    eventually(Duration::from_secs(20), "traffic for 4 tenants", || {
+        busy(&sw)
+    });
+    let inkhouse = by_tenant(&sw).get("inkhouse").copied().unwrap_or(0.0);
+    eventually(Duration::from_secs(10), "inkhouse keeps growing", || {
+        by_tenant(&sw).get("inkhouse").copied().unwrap_or(0.0) > inkhouse
+    });
+    drop(sw);
+    let sw = Statuswatch::start_with(&toml, proxy, admin, &[]);
+    eventually(
+        Duration::from_secs(20),
+        "traffic for 4 tenants after a restart",
+        || busy(&sw),
+    );
+}
+
+#[test]
+fn demo_traffic_refuses_a_bad_target_naming_the_flag() {
+    for bad in [
+        "statuswatch",
+        "http://statuswatch:8080",
+        "statuswatch:8080/",
+        ":8080",
+        "statuswatch:0",
+        "statuswatch:99999",
+        "bad host:8080",
+        "::1:8080",
+    ] {
+        let out = Command::new(bin())
+            .args(["demo-traffic", "--target", bad])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted --target {bad:?}");
+        assert!(
+            text.contains("--target") && text.contains("expected host:port"),
+            "--target {bad:?}: {text}"
+        );
+    }
 }
