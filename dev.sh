@@ -93,6 +93,10 @@ cmd_test() {
   suite "fuzz: every target, ${FUZZ_SECONDS:-60} s each (cargo fuzz, stable)" bash scripts/fuzz.sh
   suite "deploy checks (promtool, amtool, kubernetes, systemd)" bash deploy/check.sh
   suite "dashboards lint" python3 tests/e2e/dashboards_lint.py
+  suite "docs: relative links and anchors, every runbook_url on its page" \
+    bash -c 'python3 scripts/check-links.py --self-test && python3 scripts/check-links.py'
+  suite "compose demo without Docker (structure, its commands, a real Prometheus)" \
+    python3 deploy/docker/check-compose.py
   suite "e2e: alerts through real Prometheus + Alertmanager" python3 tests/e2e/test_alerts.py
   suite "e2e: one incident, one page (the shipped Alertmanager routes and inhibit rules)" \
     python3 tests/e2e/test_routing.py
