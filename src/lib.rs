@@ -45,6 +45,8 @@ mod memory;
 pub mod metrics;
 mod proxy;
 pub mod record;
+#[cfg(test)]
+mod reference;
 mod request;
 pub mod route;
 pub mod rules;

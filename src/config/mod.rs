@@ -38,7 +38,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/statuswatch.toml");
 pub const ENV_PREFIX: &str = "STATUSWATCH";
 
 /// Keys whose environment override is a comma-separated list.
-const ENV_LIST_KEYS: [&str; 2] = ["tenant.sources", "admin.allow"];
+pub(crate) const ENV_LIST_KEYS: [&str; 2] = ["tenant.sources", "admin.allow"];
 
 /// Hard ceiling for `proxy.max_connections` and `admin.max_connections`.
 pub const MAX_CONNECTIONS_CEILING: usize = 1_000_000;

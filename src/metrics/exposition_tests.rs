@@ -24,8 +24,14 @@ use crate::tenant::SlotRef;
 /// without traffic, a reserved slot with traffic, spike counters from a
 /// detector tick, and a tenant name that needs escaping.
 fn known_state(latency: &str) -> std::sync::Arc<Shared> {
+    known_state_with(|cfg| cfg.tenant.latency = latency.into())
+}
+
+/// [`known_state`] with the defaults edited first (the metrics reference
+/// renders it in every mode that changes which families are written).
+pub(crate) fn known_state_with(edit: impl FnOnce(&mut Config)) -> std::sync::Arc<Shared> {
     let mut cfg = Config::defaults().unwrap();
-    cfg.tenant.latency = latency.into();
+    edit(&mut cfg);
     // Lets a quote and a backslash into a tenant name, to see them escaped.
     cfg.tenant.pattern = r#"^[a-z0-9"\\-]+$"#.into();
     cfg.route_tally.routes = vec![crate::config::RouteTemplate {

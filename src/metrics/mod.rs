@@ -76,7 +76,7 @@ pub fn body(shared: &Shared, size_hint: usize) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod exposition_tests;
+pub(crate) mod exposition_tests;
 
 #[cfg(test)]
 mod tests {

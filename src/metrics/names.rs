@@ -122,19 +122,43 @@ pub const FAMILIES: [&str; 25] = [
 /// `window` is [`WINDOW_SHORT`] or [`WINDOW_BASELINE`]; `origin` is
 /// `upstream` or `proxy`.
 pub mod label {
+    /// The tenant (see `[tenant]`), or a reserved name: `__none__` (no
+    /// source yielded one), `__invalid__` (not a valid tenant name),
+    /// `__overflow__` (past `tenant.max_tenants`, or not on the allowlist),
+    /// `__all__` (the detector's overall series).
     pub const TENANT: &str = "tenant";
+    /// A documented status code (one of `catalog.codes`), or `undocumented`;
+    /// in `statuswatch_undocumented_responses_total` the real code, or
+    /// `other` for codes outside 100..599.
     pub const CODE: &str = "code";
+    /// Class of the real code: `1xx`..`5xx`, or `other` outside 100..599.
     pub const CLASS: &str = "class";
+    /// Who answered: `upstream` (the API) or `proxy` (statuswatch itself,
+    /// after an upstream failure or at a limit).
     pub const ORIGIN: &str = "origin";
+    /// Why the proxy answered itself: `connect_refused`, `connect_timeout`,
+    /// `read_timeout`, `reset`, `tls` or `other`.
     pub const KIND: &str = "kind";
+    /// A signal's name (`signals.NAME`).
     pub const SIGNAL: &str = "signal";
+    /// Which share the detector sees: `short` (the short window) or
+    /// `baseline` (the long-run baseline).
     pub const WINDOW: &str = "window";
+    /// A histogram bucket's upper bound in seconds.
     pub const LE: &str = "le";
+    /// A documented code's reason phrase (`catalog.codes[].reason`).
     pub const REASON: &str = "reason";
+    /// A documented code's meaning for the API (`catalog.codes[].meaning`).
     pub const MEANING: &str = "meaning";
+    /// The statuswatch version.
     pub const VERSION: &str = "version";
+    /// A reload's outcome: `success` or `failure`.
     pub const RESULT: &str = "result";
+    /// The listener: `proxy` (`proxy.listen` and `tls.listen`) or `admin`.
     pub const LISTENER: &str = "listener";
+    /// A request's route: `METHOD /template` of the matching
+    /// `route_tally.routes` template, else `METHOD /path` normalized, or
+    /// `__other__` (past `route_tally.max_routes`).
     pub const ROUTE: &str = "route";
 
     /// Every label name above.
