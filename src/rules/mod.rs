@@ -190,24 +190,15 @@ pub fn render(live: &Live, opts: &RulesOptions) -> Result<String, RulesError> {
 # signal events), so no query grows with pods x window length.
 #
 # Spike detection (per signal, per tenant and overall; the in-process detector
-# decides the same way on its own sidecar's share of the traffic):
-#   n, k   requests and signal events in the last {w} (pod-summed increase)
-#   N, B   requests and share of the baseline: the complete {w} windows of the
-#          {b} before the current one, except windows of a spike of a series
-#          whose baseline held >= min_requests (\"frozen\"); while such a spike
-#          lasts the baseline holds its value, so a long incident keeps
-#          alerting (up to relearn_after, then the baseline learns again)
-#   p0     max(B + sqrt(B(1-B)/N) + 1/N, floor) when N >= max(min_requests, n)
-#          (the series' own baseline, at its upper bound); otherwise (\"cold\":
-#          a new tenant, a fresh start, far above its usual volume), once
-#          n >= cold_min_requests, the largest of that bound (when N > 0), the
-#          overall baseline share (once the overall series is not cold) and floor
-#   S      n * KL(k/n || p0) = k ln(k/(n p0)) + (n-k) ln((n-k)/(n (1-p0))), the
-#          Chernoff bound P(>= k events | n, p0) <= exp(-S)
-#   spike  S >= ln(1/significance) and k/n >= factor * p0 and k >= min_events
-#   alert  from the first evaluation that decides a spike (plus --spike-for;
-#          the test already spans the window), kept firing clear_after after
-#          the last one (keep_firing_for), so it neither flaps nor waits
+# decides the same way on its own sidecar's share of the traffic; the maths is
+# docs/detection.md): n requests and k signal events in the last {w}, summed
+# over pods, against the expected share p0 of the series' baseline (the
+# complete {w} windows of the {b} before, without a spike's windows) or, for a
+# series without one (\"cold\"), the overall share; a spike when the count is
+# improbable for p0 (surprise n * KL(k/n || p0) >= ln(1/significance)), the
+# share is at least factor * p0 and k >= min_events. Alerts fire from the first
+# evaluation that decides a spike (plus --spike-for) and keep firing
+# clear_after after the last one (keep_firing_for).
 #
 # SLO of the burn-rate alerts: {slo_pct} % of responses are not 5xx (error budget
 # {budget}), per tenant and overall, proxy-generated 502/504 included. Multi-window,
