@@ -165,7 +165,10 @@ rules = yaml.safe_load(open(sys.argv[1]))
 alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
 records = [r for g in rules["groups"] for r in g["rules"] if "record" in r]
 problems = []
-base = "https://github.com/statuswatch/statuswatch/blob/main/README.md#runbook-"
+root = pathlib.Path(sys.argv[1]).parents[3]
+# the rules' default runbook base: docs/runbooks at this release's tag (src/rules/mod.rs)
+version = re.search(r'^version = "([^"]+)"', (root / "Cargo.toml").read_text(), re.M).group(1)
+base = f"https://github.com/statuswatch/statuswatch/blob/v{version}/docs/runbooks/"
 required = {"StatuswatchTenant5xxSpike", "Statuswatch5xxSpike", "StatuswatchTenantSuspensionSpike",
             "StatuswatchSuspensionSpike", "StatuswatchSuspensionWave", "StatuswatchErrorBudgetBurn",
             "StatuswatchTenantErrorBudgetBurn", "StatuswatchDown", "StatuswatchAbsent", "StatuswatchTenantOverflow"}
@@ -174,10 +177,9 @@ if missing := required - set(names):
     problems.append(f"missing alerts {sorted(missing)}")
 if len(names) != len(set(names)):
     problems.append("duplicate alert names")
-readme = (pathlib.Path(sys.argv[1]).parents[3] / "README.md").read_text()
 import json
 dashboards = {}
-for f in (pathlib.Path(sys.argv[1]).parents[3] / "dashboards").glob("*.json"):
+for f in (root / "dashboards").glob("*.json"):
     d = json.loads(f.read_text())
     dashboards[d["uid"]] = {v["name"] for v in d.get("templating", {}).get("list", [])}
 for a in alerts:
@@ -187,11 +189,6 @@ for a in alerts:
     for k in ("summary", "description", "runbook_url"):
         if not ann.get(k):
             problems.append(f"{n}: annotation {k} missing")
-    url = ann.get("runbook_url", "")
-    if not url.startswith(base):
-        problems.append(f"{n}: runbook_url {url!r}")
-    elif url[len(base):] not in {h.lower() for h in re.findall(r"^### Runbook: (\S+)$", readme, re.M)}:
-        problems.append(f"{n}: README has no '### Runbook: ' section for {url}")
     if n.startswith("StatuswatchTenant") and n != "StatuswatchTenantOverflow" and "$labels.tenant" not in ann.get("description", ""):
         problems.append(f"{n}: description must name {{{{ $labels.tenant }}}}")
     # dashboard_url: a dashboard of this repository, with variables it has
@@ -208,6 +205,21 @@ for a in alerts:
         problems.append(f"{n}: spike alerts link their dashboard (dashboard_url)")
     if re.search(r"\bsum by\b|\bmax by\b", a["expr"]):
         problems.append(f"{n}: aggregate without (instance, pod, container), not by, so namespace/cluster/job survive")
+# every alert of every shipped rules file links its own runbook page, titled with its name
+pages = 0
+for f in sorted(pathlib.Path(sys.argv[1]).parent.glob("*.yml")):
+    for g in yaml.safe_load(f.read_text())["groups"]:
+        for a in (r for r in g["rules"] if "alert" in r):
+            n, url = a["alert"], a.get("annotations", {}).get("runbook_url", "")
+            page = root / "docs" / "runbooks" / f"{n}.md"
+            if url != f"{base}{n}.md":
+                problems.append(f"{f.name}: {n}: runbook_url {url!r}, not {base}{n}.md")
+            elif not page.is_file():
+                problems.append(f"{f.name}: {n}: no runbook page docs/runbooks/{n}.md")
+            elif page.read_text().split("\n", 1)[0] != f"# {n}":
+                problems.append(f"{f.name}: {n}: docs/runbooks/{n}.md does not start with '# {n}'")
+            else:
+                pages += 1
 for r in records:
     if re.search(r"\bsum by\b|\bmax by\b|\bcount by\b", r["expr"]):
         problems.append(f"recording rule {r['record']}: aggregate without (...), not by")
@@ -231,7 +243,7 @@ for n in names:
 for p in problems:
     print(p)
 print(f"{len(alerts)} alerts, {len(records)} recording rules; every alert tested firing and silent; "
-      f"{len(problems)} problem(s)")
+      f"{pages} runbook pages linked; {len(problems)} problem(s)")
 sys.exit(1 if problems else 0)
 PYEOF
 }

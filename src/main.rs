@@ -84,7 +84,8 @@ enum Command {
         /// SLO target of the burn-rate alerts (0.999 = 99.9 % of responses not 5xx).
         #[arg(long, default_value_t = 0.999)]
         slo: f64,
-        /// Base URL of the runbooks; each alert links to BASE#runbook-<alertname lower-cased>.
+        /// Base URL of the runbooks; each alert links to BASE/<AlertName>.md (the
+        /// default: docs/runbooks at this release's tag).
         #[arg(long, default_value = statuswatch::rules::DEFAULT_RUNBOOK_BASE_URL)]
         runbook_base_url: String,
         /// `for:` of the spike alerts (humantime, e.g. 30s; default none: the

@@ -64,6 +64,8 @@ pub(super) struct Alert<'a> {
     pub(super) description: &'a str,
     /// `dashboard_url`: the Grafana dashboard showing the decision that fired.
     pub(super) dashboard: Option<String>,
+    /// The runbook page (`<base>/<page>.md`) when it is not the alert's
+    /// own name: an operator signal's alerts share a generic one.
     pub(super) runbook: Option<&'a str>,
 }
 
@@ -122,8 +124,7 @@ impl Yaml {
             let _ = writeln!(self.out, "        keep_firing_for: {}", prom_duration(d));
         }
         self.labels(a.labels);
-        let anchor = a.runbook.unwrap_or(a.name).to_ascii_lowercase();
-        let url = format!("{}#runbook-{anchor}", self.base_url);
+        let url = format!("{}/{}.md", self.base_url, a.runbook.unwrap_or(a.name));
         self.out.push_str("        annotations:\n");
         let _ = writeln!(self.out, "          summary: {}", q(a.summary));
         let _ = writeln!(self.out, "          description: {}", q(a.description));

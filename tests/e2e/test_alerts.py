@@ -404,7 +404,7 @@ listen = "127.0.0.1:{admin_port}"
             lab, ann = a.get("labels", {}), a.get("annotations", {})
             check(lab.get("signal") == "5xx" and lab.get("severity") in ("critical", "warning", "info")
                   and "instance" not in lab and "inkhouse" in ann.get("summary", "") + ann.get("description", "")
-                  and ann.get("runbook_url", "").endswith("#runbook-statuswatchtenant5xxspike"),
+                  and ann.get("runbook_url", "").endswith("/docs/runbooks/StatuswatchTenant5xxSpike.md"),
                   f"alert labels/annotations: {lab} runbook={ann.get('runbook_url')}")
         others = [x["labels"].get("tenant") for _, x in hook.alerts(t0, alertname="StatuswatchTenant5xxSpike")
                   if x["labels"].get("tenant") != "inkhouse"]
