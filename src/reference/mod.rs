@@ -10,6 +10,7 @@
 //! `STATUSWATCH_BLESS=1` the test rewrites them instead.
 
 mod config_page;
+mod config_toml;
 mod markdown;
 mod metrics_page;
 
