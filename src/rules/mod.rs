@@ -317,15 +317,7 @@ mod tests {
     /// operator signal's, is a page of docs/runbooks titled with its name.
     #[test]
     fn every_runbook_url_names_a_runbook_page() {
-        let mut cfg = defaults();
-        cfg.signals.insert(
-            "payment_required".into(),
-            crate::config::SignalConfig {
-                enabled: true,
-                codes: vec![402],
-                ..Default::default()
-            },
-        );
+        let cfg = with_payment_required(crate::config::SignalConfig::default());
         let out = rules(cfg, &RulesOptions::default()).unwrap();
         let pages = runbook_pages(&out);
         assert!(pages.iter().any(|p| p == "StatuswatchTenantSignalSpike"));
@@ -446,18 +438,26 @@ mod tests {
         assert!(e.starts_with("detector.baseline_half_life"), "{e}");
     }
 
-    #[test]
-    fn operator_signals_get_rules_and_options_apply() {
+    /// The defaults plus an operator signal `payment_required` on 402.
+    fn with_payment_required(sig: crate::config::SignalConfig) -> Config {
         let mut cfg = defaults();
         cfg.signals.insert(
             "payment_required".into(),
             crate::config::SignalConfig {
                 enabled: true,
                 codes: vec![402],
-                significance: Some(1e-5),
-                ..Default::default()
+                ..sig
             },
         );
+        cfg
+    }
+
+    #[test]
+    fn operator_signals_get_rules_and_options_apply() {
+        let cfg = with_payment_required(crate::config::SignalConfig {
+            significance: Some(1e-5),
+            ..Default::default()
+        });
         let opts = RulesOptions {
             slo: 0.99,
             runbook_base_url: "https://runbooks.example.org/statuswatch/".into(),
