@@ -27,10 +27,7 @@ pub const CONNECTIONS: u32 = 4;
 /// A name is resolved again on every connect, so a proxy that starts later,
 /// or restarts under a new address (a container), is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    host: String,
-    port: u16,
-}
+pub struct Target(String);
 
 /// A `--target` that is not `host:port`.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +54,7 @@ impl FromStr for Target {
             return Err(bad("no scheme or path"));
         }
         let (host, port) = s.rsplit_once(':').ok_or(bad("no port"))?;
-        let port = port
-            .parse::<u16>()
+        port.parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
             .ok_or(bad("the port must be 1..65535"))?;
@@ -72,29 +68,19 @@ impl FromStr for Target {
         if !name_ok {
             return Err(bad("the host must be an IP address or a DNS name"));
         }
-        Ok(Target {
-            host: host.to_string(),
-            port,
-        })
+        Ok(Target(s.to_string()))
     }
 }
 
 impl From<SocketAddr> for Target {
     fn from(addr: SocketAddr) -> Target {
-        Target {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-        }
+        Target(addr.to_string())
     }
 }
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
+        f.write_str(&self.0)
     }
 }
 
@@ -142,7 +128,8 @@ impl Tally {
 }
 
 async fn connect(target: &Target) -> std::io::Result<TcpStream> {
-    let conn = TcpStream::connect((target.host.as_str(), target.port));
+    // tokio resolves the name here, on every connect
+    let conn = TcpStream::connect(target.0.as_str());
     match tokio::time::timeout(CONNECT_TIMEOUT, conn).await {
         Ok(res) => res,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
